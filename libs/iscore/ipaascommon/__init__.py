@@ -1,0 +1,1 @@
+"""PowerFlow compatibility: `from ipaascommon import ipaas_exceptions`."""

@@ -1,0 +1,1 @@
+"""PowerFlow compatibility: `from ipaascore.BaseStep import BaseStep` keeps working."""

@@ -1,0 +1,1 @@
+"""Domain models: applications, steps, configurations, schedules."""

@@ -1,0 +1,1 @@
+"""Step runtime: BaseStep, the execution of one step attempt, the test harness."""
