@@ -1,0 +1,101 @@
+"""Settings read from the environment, each with an embedded-mode default.
+
+The manual's worker settings keep their names (MANUAL-NOTES 19):
+``user_queues``, ``worker_threads``, ``task_soft_time_limit``,
+``result_expires``, ``LOGLEVEL``. Everything else is ``IS_*``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iscore.errors import IscoreError
+from iscore.subjects import DEFAULT_QUEUE
+
+
+class SettingsError(IscoreError):
+    """An environment variable holds a value that cannot be used."""
+
+    code = "invalid_setting"
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as err:
+        raise SettingsError(
+            f"Environment variable {name}={raw!r} is not a number; set it to seconds, "
+            f"for example {name}={default:g}.",
+            field=name,
+        ) from err
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env_float(name, default)
+    if value != int(value) or value < 0:
+        raise SettingsError(
+            f"Environment variable {name}={os.environ[name]!r} must be a whole number >= 0.",
+            field=name,
+        )
+    return int(value)
+
+
+def _queues(raw: str) -> tuple[str, ...]:
+    names = tuple(q.strip() for q in raw.split(",") if q.strip())
+    return names or (DEFAULT_QUEUE,)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Process settings; build with ``Settings.from_env()``."""
+
+    data_dir: Path = Path(".isdata")
+    nats_url: str = "nats://127.0.0.1:4250"
+    store_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    admin_password: str | None = None
+    user_queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    worker_threads: int = 2
+    task_soft_time_limit_s: float = 3600.0
+    result_expires_s: float = 86400.0
+    ack_wait_s: float = 30.0
+    shutdown_grace_s: float = 10.0
+    inline_limit_bytes: int = 256 * 1024
+    log_level: str = "INFO"
+    otel_exporter: str = ""
+    worker_name: str = field(default_factory=lambda: f"worker-{os.getpid()}")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(os.environ.get("IS_DATA_DIR", ".isdata")).resolve()
+        store_url = os.environ.get("IS_STORE_URL") or f"sqlite:///{data_dir / 'is.db'}"
+        return cls(
+            data_dir=data_dir,
+            nats_url=os.environ.get("IS_NATS_URL", "nats://127.0.0.1:4250"),
+            store_url=store_url,
+            http_host=os.environ.get("IS_HTTP_HOST", "127.0.0.1"),
+            http_port=_env_int("IS_HTTP_PORT", 8080),
+            admin_password=os.environ.get("IS_ADMIN_PASSWORD") or None,
+            user_queues=_queues(os.environ.get("user_queues", "")),
+            worker_threads=max(1, _env_int("worker_threads", 2)),
+            task_soft_time_limit_s=_env_float("task_soft_time_limit", 3600.0),
+            result_expires_s=_env_float("result_expires", 86400.0),
+            ack_wait_s=_env_float("IS_ACK_WAIT", 30.0),
+            shutdown_grace_s=_env_float("IS_SHUTDOWN_GRACE", 10.0),
+            inline_limit_bytes=_env_int("IS_INLINE_LIMIT", 256 * 1024),
+            log_level=_log_level(os.environ.get("LOGLEVEL", "INFO")),
+            otel_exporter=os.environ.get("IS_OTEL_EXPORTER", ""),
+            worker_name=os.environ.get("IS_WORKER_NAME", f"worker-{os.getpid()}"),
+        )
+
+
+def _log_level(raw: str) -> str:
+    # The manual's compose files set LOGLEVEL numerically (10 = DEBUG).
+    numeric = {"10": "DEBUG", "20": "INFO", "30": "WARNING", "40": "ERROR", "50": "CRITICAL"}
+    return numeric.get(raw.strip(), raw.strip().upper() or "INFO")
