@@ -17,13 +17,26 @@ from iscore.bus import Bus
 from iscore.errors import IscoreError
 from iscore.settings import Settings
 from iscore.stores import open_store
-from services.gateway import applications, configurations, runs, steps
+from services.gateway import (
+    applications,
+    cache,
+    configurations,
+    reports,
+    runs,
+    schedules,
+    steps,
+    tasks,
+    users,
+)
 from services.gateway.auth import BasicAuthMiddleware
 from services.gateway.errors import on_domain_error, on_http_error, on_unexpected_error
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("is.gateway")
 API_PREFIX = "/api/v1"
+# Each module owns one resource and lists its handlers in ROUTES.
+ROUTE_MODULES = (applications, runs, steps, configurations, tasks, schedules, reports, cache,
+                 users)
 
 
 @get("/health", exclude_from_auth=True)
@@ -66,16 +79,7 @@ def create_app(settings: Settings, admin_password: str) -> Litestar:
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[
-            health,
-            steps.upload_step, steps.list_steps, steps.get_step, steps.delete_step,
-            applications.upload_application, applications.list_applications,
-            applications.get_application, applications.delete_application,
-            runs.run_application, runs.run_named_application, runs.application_logs,
-            runs.get_task,
-            configurations.upload_configuration, configurations.list_configurations,
-            configurations.get_configuration, configurations.delete_configuration,
-        ],
+        route_handlers=[health, *(h for module in ROUTE_MODULES for h in module.ROUTES)],
     )
     return Litestar(
         route_handlers=[api],

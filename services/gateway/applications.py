@@ -59,3 +59,6 @@ async def delete_application(request: Request[Any, Any, Any], app_name: str) -> 
     if not await request.app.state.store.delete_application(app_name):
         raise NotFoundException(f"Application {app_name!r} is not defined.")
     return {"name": app_name, "deleted": True}
+
+
+ROUTES = [upload_application, list_applications, get_application, delete_application]

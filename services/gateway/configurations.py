@@ -50,3 +50,6 @@ async def delete_configuration(request: Request[Any, Any, Any],
     if not await request.app.state.store.delete_configuration(config_name):
         raise NotFoundException(f"Configuration {config_name!r} is not defined.")
     return {"name": config_name, "deleted": True}
+
+
+ROUTES = [upload_configuration, list_configurations, get_configuration, delete_configuration]

@@ -146,3 +146,6 @@ async def get_task(request: Request[Any, Any, Any], task_id: str) -> dict[str, A
     if task is None:
         raise NotFoundException(f"Task {task_id!r} is not known (or has expired).")
     return task_document(task, await store.get_logs(task_id))
+
+
+ROUTES = [run_application, run_named_application, application_logs, get_task]

@@ -75,3 +75,6 @@ async def delete_step(request: Request[Any, Any, Any], step_name: str) -> dict[s
     if not await request.app.state.store.delete_step(step_name):
         raise NotFoundException(f"Step {step_name!r} is not defined.")
     return {"name": step_name, "deleted": True}
+
+
+ROUTES = [upload_step, list_steps, get_step, delete_step]

@@ -207,3 +207,12 @@ async def nc(system: System) -> AsyncIterator[nats.aio.client.Client]:
     client = await nats.connect(system.nats.url)
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="module")
+def module_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """One system shared by a module's tests; use unique names per test."""
+    shared = System(tmp_path_factory.mktemp("module-system"))
+    shared.start_all()
+    yield shared
+    shared.stop_all()

@@ -1,0 +1,7 @@
+"""Reports of applications run with generate_report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROUTES: list[Any] = []

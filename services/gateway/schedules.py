@@ -1,0 +1,7 @@
+"""Schedules: timed runs (owned by the scheduler work)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROUTES: list[Any] = []

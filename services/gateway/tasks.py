@@ -1,0 +1,7 @@
+"""Task control: revoke, replay and terminate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROUTES: list[Any] = []
