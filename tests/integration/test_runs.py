@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
+import msgpack
+import nats
 
 from tests.integration.conftest import System
 
@@ -211,3 +215,22 @@ def test_requests_without_credentials_get_401_except_health(system: System) -> N
 
     assert anonymous.status_code == 401
     assert health.status_code == 200
+
+
+async def test_run_request_published_straight_on_nats_starts_a_run(
+    system: System, nc: nats.aio.client.Client
+) -> None:
+    system.upload_step("Lister", LISTER)
+    system.upload_application({"name": "from_nats",
+                               "steps": [{"name": "s", "file": "Lister", "item": "n"}]})
+    run_id = f"isapp-{uuid.uuid4()}"
+
+    await nc.jetstream().publish(
+        "is.run.request",
+        msgpack.packb({"application": "from_nats", "params": {}, "run_id": run_id}),
+        headers={"Nats-Msg-Id": run_id},
+    )
+    doc = await system.wait_for(run_id)
+
+    assert doc["state"] == "SUCCESS"
+    assert doc["app_name"] == "from_nats"
