@@ -48,27 +48,11 @@ def _params(body: dict[str, Any]) -> dict[str, Any]:
 async def submit_run(request: Request[Any, Any, Any], name: str, params: dict[str, Any],
                      wait: float) -> dict[str, Any]:
     store: Store = request.app.state.store
-    bus: Bus = request.app.state.bus
     prepared = await prepare_run(store, name, params)
     run_id = f"isapp-{uuid.uuid4()}"
     message = RunRequest(application=name, params=params, run_id=run_id)
-
-    events = await bus.nc.subscribe(subjects.run_event_subject(run_id)) if wait > 0 else None
-    try:
-        with tracer.start_as_current_span("submit run", attributes={"run_id": run_id}):
-            try:
-                await bus.publish(subjects.RUN_REQUEST, message, msg_id=run_id)
-            except Exception as err:  # any NATS failure means "not accepted".  # noqa: BLE001
-                raise BusUnavailableError(
-                    f"The run was not accepted: NATS did not store the request ({err})."
-                ) from err
-        if events is not None:
-            await _wait_until_final(events, min(wait, MAX_WAIT_S))
-    finally:
-        if events is not None:
-            with contextlib.suppress(Exception):
-                await events.unsubscribe()
-
+    await publish_and_wait(request.app.state.bus, subjects.RUN_REQUEST, message,
+                           run_id=run_id, msg_id=run_id, wait=wait)
     run = await store.get_run(run_id)
     if run is None:
         return pending_document(run_id, name, prepared.plan.app_variables,
@@ -76,7 +60,31 @@ async def submit_run(request: Request[Any, Any, Any], name: str, params: dict[st
     return run_document(run, await store.list_step_tasks(run_id))
 
 
-async def _wait_until_final(events: Any, timeout_s: float) -> None:
+async def publish_and_wait(bus: Bus, subject: str, message: Any, *, run_id: str, msg_id: str,
+                           wait: float, until: frozenset[str] = frozenset()) -> None:
+    """Publish to JetStream, then wait up to ``wait`` s for the run to end.
+
+    Subscribes to the run's events before publishing, so no event is missed.
+    ``until`` adds step-level states that also end the wait (a revoke).
+    """
+    events = await bus.nc.subscribe(subjects.run_event_subject(run_id)) if wait > 0 else None
+    try:
+        with tracer.start_as_current_span("submit run", attributes={"run_id": run_id}):
+            try:
+                await bus.publish(subject, message, msg_id=msg_id)
+            except Exception as err:  # any NATS failure means "not accepted".  # noqa: BLE001
+                raise BusUnavailableError(
+                    f"The request was not accepted: NATS did not store it ({err})."
+                ) from err
+        if events is not None:
+            await _wait_until_final(events, min(wait, MAX_WAIT_S), until)
+    finally:
+        if events is not None:
+            with contextlib.suppress(Exception):
+                await events.unsubscribe()
+
+
+async def _wait_until_final(events: Any, timeout_s: float, until: frozenset[str]) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while (remaining := deadline - loop.time()) > 0:
@@ -87,6 +95,8 @@ async def _wait_until_final(events: Any, timeout_s: float) -> None:
         with contextlib.suppress(MessageInvalidError):
             event = decode(msg.data, RunEvent)
             if event.step is None and event.task_id is None and event.state in FINAL_STATES:
+                return
+            if event.state in until:
                 return
 
 

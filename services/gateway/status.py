@@ -72,6 +72,7 @@ def _step_summary(task: StepTaskRecord) -> dict[str, Any]:
         "traceback": task.traceback,
         "error": task.error,
         "attempt": task.attempt,
+        "next_attempt_time": _epoch(task.next_attempt_at),
         "queue": task.queue,
     }
 
@@ -89,6 +90,7 @@ def task_document(
         "file": task.file,
         "state": task.state.value,
         "attempt": task.attempt,
+        "next_attempt_time": _epoch(task.next_attempt_at),
         "queue": task.queue,
         "traceback": task.traceback,
         "error": task.error,

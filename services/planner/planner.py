@@ -10,20 +10,18 @@ is dispatched once however often the result that readied it arrives.
 from __future__ import annotations
 
 import time
-import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from opentelemetry import trace
-
 from iscore import subjects
 from iscore.bus import Bus
-from iscore.dag import Dag, build_dag
+from iscore.consumer import Redeliver
+from iscore.dag import build_dag
 from iscore.errors import IscoreError
 from iscore.messages import (
     DataRef,
+    RetryDue,
     RunEvent,
     RunRequest,
     StepInputRef,
@@ -34,44 +32,38 @@ from iscore.messages import (
 )
 from iscore.models.application import Application
 from iscore.models.run import RunRecord, RunState, StepTaskRecord
-from iscore.planning import RunPlan
-from iscore.preparation import prepare_run
+from iscore.preparation import PreparedRun, prepare_run
+from iscore.reporting import record_report_rows
+from iscore.retry import retries_left, retry_delay_s
+from iscore.secrets import to_task_configuration
 from iscore.stores.base import Store
+from iscore.trigger import is_trigger
+from opentelemetry import trace
+
+from services.planner.context import (
+    ACTIVE,
+    ReplayTargetMissingError,
+    RunContext,
+    StepSourceMissingError,
+    TaskMissingError,
+    _log_rows,
+    _result_ref,
+    _tasks_for,
+    new_run_id,
+    now,
+)
+from services.planner.reconciler import Reconciliation
+from services.planner.revocation import Revocation
+from services.planner.triggers import TriggerSteps
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("is.planner")
 
-ACTIVE = frozenset({RunState.PENDING, RunState.STARTED, RunState.RETRY})
 # How many runs keep their decoded application and DAG in memory.
 RUN_CACHE_SIZE = 512
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_run_id() -> str:
-    return f"isapp-{uuid.uuid4()}"
-
-
-@dataclass
-class RunContext:
-    """What the planner keeps in memory about one unfinished run."""
-
-    run: RunRecord
-    dag: Dag
-    tasks: dict[str, StepTaskRecord]
-    sources: dict[str, tuple[str, int]] = field(default_factory=dict)
-    configuration: dict[str, Any] = field(default_factory=dict)
-
-    def by_name(self, name: str) -> StepTaskRecord:
-        return self.tasks[name]
-
-    def is_finished(self) -> bool:
-        return all(t.state.is_final for t in self.tasks.values())
-
-
-class Planner:
+class Planner(TriggerSteps, Revocation, Reconciliation):
     """Handles run requests and step events; holds no worker while waiting."""
 
     def __init__(self, bus: Bus, store: Store) -> None:
@@ -98,6 +90,7 @@ class Planner:
                 await self.store.create_run(run, [])
                 log.info("run_refused", reason=str(err))
                 await self._announce(run.run_id, run.state)
+                await self._notify_parent(run, run.state)
                 return run
 
             if not await self.store.create_run(run, tasks):
@@ -113,7 +106,7 @@ class Planner:
     async def _plan(
         self, run_id: str, request: RunRequest
     ) -> tuple[RunRecord, list[StepTaskRecord]]:
-        prepared = await prepare_run(self.store, request.application, request.params)
+        prepared = await self._prepare(request)
         plan = prepared.plan
         run = RunRecord(
             run_id=run_id,
@@ -130,8 +123,26 @@ class Planner:
             started_at=now(),
             step_versions=prepared.step_versions,
             replay_of=request.replay_of,
+            configuration_version=prepared.configuration_version,
         )
         return run, _tasks_for(run_id, plan)
+
+    async def _prepare(self, request: RunRequest) -> PreparedRun:
+        if request.replay_of is None:
+            return await prepare_run(self.store, request.application, request.params)
+        # Issue 4, replay: the same application version, step versions,
+        # variables, configuration snapshot and queue as the original.
+        original = await self.store.get_run(request.replay_of)
+        if original is None:
+            raise ReplayTargetMissingError(request.replay_of)
+        return await prepare_run(
+            self.store,
+            original.application,
+            original.params,
+            application_version=original.application_version,
+            step_versions=original.step_versions,
+            configuration_version=original.configuration_version,
+        )
 
     def _refused_run(self, run_id: str, request: RunRequest, err: IscoreError) -> RunRecord:
         stamp = now()
@@ -175,6 +186,8 @@ class Planner:
     async def step_finished(self, result: StepResult) -> None:
         """Accept the first result of an attempt, then move the run on."""
         state = RunState.SUCCESS if result.succeeded else RunState.FAILURE
+        if state is RunState.FAILURE and await self._schedule_retry(result):
+            return
         accepted = await self.store.update_step_task(
             result.task_id,
             from_states=ACTIVE,
@@ -195,22 +208,87 @@ class Planner:
         ctx = await self._context(result.run_id)
         if ctx is None:
             return
+        await record_report_rows(self.store, ctx.run, result)
         task = await self._refresh_task(ctx, result.task_id)
+        duration_ms = int((result.finished_at - result.started_at) * 1000)
+        await self._after_final(ctx, task, state, duration_ms=duration_ms)
+
+    async def _after_final(
+        self, ctx: RunContext, task: StepTaskRecord, state: RunState, *, duration_ms: int = 0
+    ) -> None:
+        """Move the run on once ``task`` reached final ``state``."""
         with structlog.contextvars.bound_contextvars(
-            run_id=result.run_id, step=task.name, task_id=task.task_id
+            run_id=task.run_id, step=task.name, task_id=task.task_id
         ):
             log.info(
-                "step_finished",
-                state=state.value,
-                attempt=result.attempt,
-                duration_ms=int((result.finished_at - result.started_at) * 1000),
+                "step_finished", state=state.value, attempt=task.attempt, duration_ms=duration_ms
             )
-            await self._announce(result.run_id, state, step=task.name, task_id=task.task_id)
+            await self._announce(task.run_id, state, step=task.name, task_id=task.task_id)
             if state is RunState.SUCCESS:
                 await self._dispatch_dependents(ctx, task.name)
             else:
                 await self._skip_descendants(ctx, task.name)
             await self._finish_if_done(ctx)
+
+    async def _schedule_retry(self, result: StepResult) -> bool:
+        """Turn a failed attempt into state RETRY when retries are left.
+
+        The next attempt is a ``RetryDue`` message in JetStream, held back by
+        delayed redelivery until it is due, so a pending retry survives a
+        restart of every service (MANUAL-NOTES 17).
+        """
+        task = await self.store.get_step_task(result.task_id)
+        if task is None or not retries_left(task.entry, result.attempt):
+            return False
+        delay = retry_delay_s(task.entry, result.attempt)
+        due_at = time.time() + delay
+        changed = await self.store.update_step_task(
+            result.task_id,
+            from_states=ACTIVE,
+            expected_attempt=result.attempt,
+            state=RunState.RETRY,
+            attempt=result.attempt + 1,
+            error=result.error,
+            traceback=result.traceback,
+            next_attempt_at=datetime.fromtimestamp(due_at, UTC),
+            worker=result.worker,
+        )
+        if not changed:
+            await self._discard_duplicate(result)
+            return True
+        await self.store.append_logs(result.task_id, _log_rows(result))
+        due = RetryDue(
+            task_id=task.task_id, run_id=task.run_id, attempt=result.attempt + 1, due_at=due_at
+        )
+        await self.bus.publish(
+            subjects.RETRY_DUE, due, msg_id=f"retry:{task.task_id}:{due.attempt}"
+        )
+        ctx = await self._context(task.run_id)
+        if ctx is not None:
+            await self._refresh_task(ctx, task.task_id)
+        log.warning(
+            "retry_scheduled",
+            run_id=task.run_id,
+            step=task.name,
+            task_id=task.task_id,
+            attempt=result.attempt + 1,
+            delay_s=round(delay, 3),
+        )
+        await self._announce(task.run_id, RunState.RETRY, step=task.name, task_id=task.task_id)
+        return True
+
+    async def retry_due(self, due: RetryDue) -> Redeliver | None:
+        """Dispatch a retry once it is due; until then leave it in JetStream."""
+        wait = due.due_at - time.time()
+        if wait > 0:
+            return Redeliver(wait)
+        ctx = await self._context(due.run_id)
+        if ctx is None:
+            return None
+        task = await self._refresh_task(ctx, due.task_id)
+        if task.state is RunState.RETRY and task.attempt == due.attempt:
+            await self._publish_task(ctx, task)
+        return None
 
     async def _discard_duplicate(self, result: StepResult) -> None:
         log.warning(
@@ -232,17 +310,20 @@ class Planner:
             if all(ctx.by_name(i).state is RunState.SUCCESS for i in inputs):
                 await self._dispatch(ctx, dependent)
 
-    async def _skip_descendants(self, ctx: RunContext, name: str) -> None:
+    async def _skip_descendants(
+        self, ctx: RunContext, name: str, *, state: RunState = RunState.FAILURE
+    ) -> None:
         # MANUAL-NOTES 9: dependents of a failed step do not run and say so;
         # independent branches go on.
+        cause = "was revoked" if state is RunState.REVOKED else "failed"
         for descendant in sorted(ctx.dag.descendants(name)):
             task = ctx.by_name(descendant)
-            reason = f"Not run: step {name!r}, which it depends on, failed."
+            reason = f"Not run: step {name!r}, which it depends on, {cause}."
             changed = await self.store.update_step_task(
                 task.task_id,
                 from_states={RunState.PENDING},
                 expected_attempt=0,
-                state=RunState.FAILURE,
+                state=state,
                 error=reason,
                 finished_at=now(),
             )
@@ -252,8 +333,12 @@ class Planner:
     async def _finish_if_done(self, ctx: RunContext) -> None:
         if not ctx.is_finished():
             return
-        failed = any(t.state is RunState.FAILURE for t in ctx.tasks.values())
-        final = RunState.FAILURE if failed else RunState.SUCCESS
+        states = {t.state for t in ctx.tasks.values()}
+        final = RunState.SUCCESS
+        if RunState.FAILURE in states:
+            final = RunState.FAILURE
+        elif RunState.REVOKED in states:
+            final = RunState.REVOKED
         changed = await self.store.update_run(
             ctx.run.run_id, from_states=ACTIVE, state=final, finished_at=now()
         )
@@ -261,6 +346,7 @@ class Planner:
         if changed:
             log.info("run_finished", run_id=ctx.run.run_id, state=final.value)
             await self._announce(ctx.run.run_id, final)
+            await self._notify_parent(ctx.run, final)
 
     # Dispatch -----------------------------------------------------------
 
@@ -280,7 +366,12 @@ class Planner:
             task = await self._refresh_task(ctx, task.task_id)
         await self._publish_task(ctx, task)
 
-    async def _publish_task(self, ctx: RunContext, task: StepTaskRecord) -> None:
+    async def _publish_task(
+        self, ctx: RunContext, task: StepTaskRecord, *, msg_id_suffix: str = ""
+    ) -> None:
+        if is_trigger(task.file):
+            await self._start_child(ctx, task)
+            return
         source, version = await self._source(ctx, task.file)
         message = StepTask(
             task_id=task.task_id,
@@ -303,7 +394,7 @@ class Planner:
             await self.bus.publish(
                 subjects.task_subject(task.queue),
                 message,
-                msg_id=f"{task.task_id}:{task.attempt}",
+                msg_id=f"{task.task_id}:{task.attempt}{msg_id_suffix}",
             )
         log.debug("step_dispatched", step=task.name, task_id=task.task_id, queue=task.queue)
 
@@ -345,22 +436,22 @@ class Planner:
         application = Application.from_document(record.document)
         tasks = {t.name: t for t in await self.store.list_step_tasks(run_id)}
         ctx = RunContext(run=run, dag=build_dag(application.steps), tasks=tasks)
-        ctx.configuration = await self._configuration_values(run.configuration)
+        ctx.configuration = await self._configuration_values(run)
         if len(self._runs) >= RUN_CACHE_SIZE:
             self._runs.pop(next(iter(self._runs)))
         self._runs[run_id] = ctx
         return ctx
 
-    async def _configuration_values(self, name: str | None) -> dict[str, Any]:
-        if not name:
+    async def _configuration_values(self, run: RunRecord) -> dict[str, Any]:
+        if not run.configuration:
             return {}
-        record = await self.store.get_configuration(name)
+        record = await self.store.get_configuration(
+            run.configuration, run.configuration_version
+        )
         if record is None:
             return {}
-        return {
-            item["name"]: item.get("value")
-            for item in record.document.get("configuration_data", [])
-        }
+        # Encrypted values stay ciphertext; only the worker decrypts them.
+        return to_task_configuration(record.name, record.document)
 
     async def _refresh_task(self, ctx: RunContext, task_id: str) -> StepTaskRecord:
         task = await self.store.get_step_task(task_id)
@@ -368,36 +459,6 @@ class Planner:
             raise TaskMissingError(task_id)
         ctx.tasks[task.name] = task
         return task
-
-    async def reconcile_run(self, run_id: str) -> None:
-        """Re-derive what a crash may have lost for one unfinished run.
-
-        Claimed-but-unfinished steps are published again under the same
-        message id (JetStream drops the copy if the first got through);
-        steps whose inputs all succeeded are dispatched; a finished run is
-        closed.
-        """
-        self._runs.pop(run_id, None)
-        ctx = await self._context(run_id)
-        if ctx is None:
-            return
-        for name in ctx.dag.topological_order():
-            task = ctx.by_name(name)
-            if task.state in (RunState.PENDING, RunState.STARTED) and task.attempt > 0:
-                await self._publish_task(ctx, task)
-            elif task.state is RunState.PENDING and all(
-                ctx.by_name(i).state is RunState.SUCCESS for i in ctx.dag.inputs_of(name)
-            ):
-                await self._dispatch(ctx, name)
-            elif task.state is RunState.FAILURE:
-                await self._skip_descendants(ctx, name)
-        await self._finish_if_done(ctx)
-
-    async def reconcile_all(self) -> int:
-        runs = await self.store.unfinished_runs()
-        for run in runs:
-            await self.reconcile_run(run.run_id)
-        return len(runs)
 
     async def _announce(
         self,
@@ -411,59 +472,3 @@ class Planner:
         await self.bus.nc.publish(subjects.run_event_subject(run_id), encode(event))
 
 
-class StepSourceMissingError(IscoreError):
-    code = "step_not_found"
-
-    def __init__(self, file: str, version: int | None) -> None:
-        super().__init__(f"Step file {file!r} version {version} is no longer stored.")
-        self.file = file
-
-
-class TaskMissingError(IscoreError):
-    code = "task_not_found"
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(f"Step task {task_id!r} is not in the store.")
-        self.task_id = task_id
-
-
-def _tasks_for(run_id: str, plan: RunPlan) -> list[StepTaskRecord]:
-    tasks = []
-    for position, name in enumerate(plan.dag.names):
-        entry = plan.steps[name]
-        tasks.append(
-            StepTaskRecord(
-                task_id=str(uuid.uuid4()),
-                run_id=run_id,
-                name=name,
-                file=entry["file"],
-                position=position,
-                state=RunState.PENDING,
-                attempt=0,
-                queue=plan.step_queues[name],
-                entry=entry,
-            )
-        )
-    return tasks
-
-
-def _result_ref(result: StepResult) -> dict[str, Any] | None:
-    if result.data is None:
-        return None
-    if result.data.object:
-        return {"object": result.data.object, "size_bytes": result.data.size_bytes}
-    return {"inline": result.data.inline or b"", "size_bytes": result.data.size_bytes}
-
-
-def _log_rows(result: StepResult) -> list[dict[str, Any]]:
-    rows = [line.model_dump() for line in result.logs]
-    if result.logs_truncated_count:
-        rows.append(
-            {
-                "level": "warning",
-                "message": f"{result.logs_truncated_count} more log lines were dropped "
-                "(per-attempt log limit).",
-                "at": time.time(),
-            }
-        )
-    return rows

@@ -16,6 +16,9 @@ from iscore.telemetry import setup_telemetry, shutdown_telemetry
 from services.stepworker.worker import StepWorker
 
 log = structlog.get_logger(__name__)
+# Seconds a result publish is retried while NATS restarts; past that the
+# task is given back and JetStream redelivers it.
+PUBLISH_RETRY_S = 20.0
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -23,6 +26,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     bus = await Bus.connect(
         settings.nats_url, name=settings.worker_name, result_expires_s=settings.result_expires_s
     )
+    bus.publish_retry_s = PUBLISH_RETRY_S
     pool = ChildPool(size=settings.worker_threads)
     await pool.start()
     worker = StepWorker(bus, pool, settings)

@@ -29,8 +29,10 @@ from opentelemetry import trace
 from iscore import subjects
 from iscore.bus import Bus
 from iscore.consumer import pull_subscription
+from iscore.keyring import KeyFileError, default_key_source
 from iscore.messages import (
     DataRef,
+    KillTasks,
     MessageInvalidError,
     StepLogLine,
     StepResult,
@@ -38,8 +40,16 @@ from iscore.messages import (
     StepTask,
     decode,
 )
+from iscore.outcome_effects import apply_outcome_effects
 from iscore.runtime.pool import ChildPool, ChildResult
 from iscore.runtime.wire import outcome_header_and_data
+from iscore.secrets import (
+    SecretError,
+    refused_result,
+    reveal_configuration,
+    screen_child,
+    scrub_result,
+)
 from iscore.settings import Settings
 from iscore.telemetry import extract_context
 
@@ -49,8 +59,6 @@ tracer = trace.get_tracer("is.stepworker")
 EXECUTE_TARGET = "iscore.runtime.child_jobs:execute"
 # Log lines kept per attempt; the rest are counted, not stored.
 MAX_LOG_LINES = 5000
-# Seconds a child gets to stop after its soft time limit before it is killed.
-HARD_LIMIT_GRACE_S = 5.0
 
 
 class StepWorker:
@@ -63,6 +71,8 @@ class StepWorker:
         self.slots = asyncio.Semaphore(settings.worker_threads)
         self.scratch = Path(tempfile.mkdtemp(prefix="is-worker-"))
         self._running: set[asyncio.Task[None]] = set()
+        self._by_task: dict[str, asyncio.Task[None]] = {}
+        self._revoked: set[str] = set()
 
     async def serve(self, stop: asyncio.Event) -> None:
         subs = [
@@ -75,6 +85,7 @@ class StepWorker:
             )
             for queue in self.settings.user_queues
         ]
+        await self.bus.nc.subscribe(subjects.KILL_TASKS, cb=self._on_kill)
         log.info(
             "worker_started",
             queues=list(self.settings.user_queues),
@@ -111,6 +122,19 @@ class StepWorker:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def _on_kill(self, msg: Msg) -> None:
+        """Kill running attempts of revoked tasks (the planner's broadcast)."""
+        try:
+            kill = decode(msg.data, KillTasks)
+        except MessageInvalidError as err:
+            await self.bus.dead_letter(msg.subject, msg.data, str(err))
+            return
+        for task_id in kill.task_ids:
+            job = self._by_task.get(task_id)
+            if job is not None:
+                self._revoked.add(task_id)
+                job.cancel()
+
     def _job_done(self, job: asyncio.Task[None]) -> None:
         self._running.discard(job)
         self.slots.release()
@@ -144,14 +168,28 @@ class StepWorker:
             await msg.term()
             return
 
+        if await self.bus.is_revoked(task.run_id, task.task_id):
+            log.info("revoked_task_dropped", run_id=task.run_id, task_id=task.task_id)
+            await msg.ack()
+            return
+
         token = otel_context.attach(extract_context(msg.headers))
+        current = asyncio.current_task()
+        if current is not None:
+            self._by_task[task.task_id] = current
         try:
             with structlog.contextvars.bound_contextvars(
                 run_id=task.run_id, step=task.name, task_id=task.task_id
             ):
                 await self._run_task(task, msg)
         except asyncio.CancelledError:
-            log.warning("task_given_back", reason="worker stopping")
+            if task.task_id in self._revoked:
+                # Killed on revoke: the planner already recorded REVOKED.
+                log.info("revoked_task_killed", run_id=task.run_id, task_id=task.task_id)
+                with contextlib.suppress(Exception):
+                    await msg.ack()
+                return
+            log.warning("task_given_back", reason="worker stopping", task_id=task.task_id)
             with contextlib.suppress(Exception):
                 await msg.nak()
             raise
@@ -160,6 +198,8 @@ class StepWorker:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=2.0)
         finally:
+            self._by_task.pop(task.task_id, None)
+            self._revoked.discard(task.task_id)
             otel_context.detach(token)
 
     async def _run_task(self, task: StepTask, msg: Msg) -> None:
@@ -208,21 +248,31 @@ class StepWorker:
                 await msg.in_progress()
 
     async def _execute(self, task: StepTask, started_at: float) -> StepResult:
+        # Plaintext of encrypted configuration values exists from here until
+        # the child has it; results leaving the worker are masked.
+        try:
+            revealed = reveal_configuration(default_key_source().ring(), task.configuration)
+        except (SecretError, KeyFileError) as err:
+            return refused_result(task, err, worker=self.settings.worker_name,
+                                  started_at=started_at)
         workdir = Path(tempfile.mkdtemp(dir=self.scratch, prefix="task-"))
         try:
-            payload = await self._wire_invocation(task, workdir)
+            payload = await self._wire_invocation(task, workdir, revealed.configuration)
             time_limit = task.time_limit_s or self.settings.task_soft_time_limit_s
             child = await self.pool.run(
                 EXECUTE_TARGET,
                 payload,
                 time_limit_s=time_limit,
-                grace_s=HARD_LIMIT_GRACE_S,
+                grace_s=self.settings.time_limit_grace_s,
             )
-            return await self._to_result(task, child, started_at)
+            child = screen_child(revealed, child)
+            return scrub_result(revealed, await self._to_result(task, child, started_at))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    async def _wire_invocation(self, task: StepTask, workdir: Path) -> bytes:
+    async def _wire_invocation(
+        self, task: StepTask, workdir: Path, configuration: dict[str, Any]
+    ) -> bytes:
         """Build the child's invocation bytes (``iscore.runtime.wire`` format)."""
         inputs = []
         for ref in task.inputs:
@@ -244,12 +294,13 @@ class StepWorker:
                 "file": task.file,
                 "entry": task.entry,
                 "app_variables": task.app_variables,
-                "configuration": task.configuration,
+                "configuration": configuration,
                 "application": task.application,
                 "run_id": task.run_id,
                 "task_id": task.task_id,
                 "attempt": task.attempt,
                 "inputs": inputs,
+                "cache_url": self.settings.nats_url,
             },
             use_bin_type=True,
         )
@@ -294,6 +345,7 @@ class StepWorker:
             error=header.get("error"),
             traceback=header.get("traceback"),
             finished_at=time.time(),
+            **await apply_outcome_effects(self.bus, header),
         )
 
     async def _store_output(self, task: StepTask, data: bytes | None) -> DataRef:

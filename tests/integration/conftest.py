@@ -81,7 +81,11 @@ class System:
         self.start("planner", "is-planner")
         self.start("worker", "is-stepworker", IS_WORKER_NAME="worker-1")
         self.start("gateway", "is-gateway")
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop_all()
+            raise
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Poll the health endpoint until it answers (a readiness probe)."""
@@ -91,7 +95,8 @@ class System:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited early:\n{self.log_tail(name)}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                health = httpx.get(f"{self.url}/health", timeout=1)
+                if health.status_code == 200 and health.json().get("nats", True):
                     return
             except httpx.HTTPError:
                 pass
@@ -153,6 +158,15 @@ class System:
         assert reply.status_code == 200, reply.text
         return reply.json()
 
+    def find_task(self, task_id: str) -> dict[str, Any] | None:
+        """GET /tasks/{id}; None while the planner has not recorded it yet."""
+        with self.client() as http:
+            reply = http.get(f"/tasks/{task_id}")
+        if reply.status_code == 404:
+            return None
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
     async def wait_for(self, run_id: str, *, step_state: str | None = None,
                        timeout_s: float = 60.0) -> dict[str, Any]:
         """Wait until the run is final (or, with ``step_state``, a step reaches it).
@@ -165,14 +179,14 @@ class System:
             sub = await nc.subscribe(subjects.run_event_subject(run_id))
             deadline = asyncio.get_running_loop().time() + timeout_s
             while True:
-                doc = await asyncio.to_thread(self.get, f"/tasks/{run_id}")
-                if step_state is None and doc["state"] in FINAL:
+                doc = await asyncio.to_thread(self.find_task, run_id)
+                if doc is not None and step_state is None and doc["state"] in FINAL:
                     return doc
-                if step_state and any(s["state"] == step_state for s in doc["steps"]):
+                if doc and step_state and any(s["state"] == step_state for s in doc["steps"]):
                     return doc
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
-                    raise TimeoutError(f"run {run_id} still {doc['state']}: {json.dumps(doc)}")
+                    raise TimeoutError(f"run {run_id} not done: {json.dumps(doc)}")
                 try:
                     await sub.next_msg(timeout=min(remaining, 5.0))
                 except nats.errors.TimeoutError:

@@ -8,8 +8,10 @@ other iscore error.
 from __future__ import annotations
 
 from iscore.errors import IscoreError
+from iscore.runtime.limits import SoftTimeLimitExceeded
 
 __all__ = [
+    "SoftTimeLimitExceeded",
     "DataNotAvailableException",
     "IncompatibleDataException",
     "InvalidJsonException",

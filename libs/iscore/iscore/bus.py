@@ -7,6 +7,7 @@ acknowledgement: a message we report as sent is stored.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import tempfile
@@ -22,12 +23,20 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
+    KeyValueConfig,
     ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from iscore import subjects
@@ -36,6 +45,16 @@ from iscore.messages import _Message, encode
 from iscore.telemetry import inject_context
 
 log = structlog.get_logger(__name__)
+
+# Failures that a NATS restart or leader change causes, worth a retry.
+RETRYABLE_PUBLISH_ERRORS = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    ServiceUnavailableError,
+)
 
 # JetStream drops a message whose id it saw within this window.
 DUPLICATE_WINDOW_S = 120.0
@@ -72,6 +91,13 @@ def stream_configs(*, result_expires_s: float) -> list[StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
         StreamConfig(
+            name=subjects.CONTROL_STREAM,
+            subjects=[subjects.CONTROL_EVENTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+        StreamConfig(
             name=subjects.DEADLETTER_STREAM,
             subjects=[f"{subjects.DEADLETTER_PREFIX}.>"],
             retention=RetentionPolicy.LIMITS,
@@ -86,10 +112,16 @@ def stream_configs(*, result_expires_s: float) -> list[StreamConfig]:
 class Bus:
     """A NATS connection with its JetStream context and data bucket."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, data: ObjectStore) -> None:
+    def __init__(
+        self, nc: Client, js: JetStreamContext, data: ObjectStore, revoked: KeyValue
+    ) -> None:
         self.nc = nc
         self.js = js
         self.data = data
+        self.revoked = revoked
+        # Services ride out a NATS restart by retrying a publish this long;
+        # the gateway keeps 0 so a caller gets 503 at once.
+        self.publish_retry_s = 0.0
 
     @classmethod
     async def connect(
@@ -117,7 +149,8 @@ class Bus:
         for config in stream_configs(result_expires_s=result_expires_s):
             await _ensure_stream(js, config)
         data = await _ensure_bucket(js, result_expires_s)
-        return cls(nc, js, data)
+        revoked = await _ensure_kv(js, subjects.REVOKED_BUCKET, result_expires_s)
+        return cls(nc, js, data, revoked)
 
     async def close(self) -> None:
         # Not drain(): it waits out its timeout on pull subscriptions, and
@@ -138,7 +171,23 @@ class Bus:
         inject_context(all_headers)
         if msg_id is not None:
             all_headers[subjects.MSG_ID_HEADER] = msg_id
-        await self.js.publish(subject, encode(message), headers=all_headers or None)
+        payload = encode(message)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_retry_s
+        delay_s = 0.1
+        while True:
+            try:
+                await self.js.publish(subject, payload, headers=all_headers or None)
+                return
+            except RETRYABLE_PUBLISH_ERRORS as err:
+                if loop.time() + delay_s > deadline:
+                    raise
+                # A publish that timed out may still have been stored: the
+                # message id (where the caller gave one) makes the retry a no-op.
+                log.warning("publish_retrying", subject=subject, error=type(err).__name__,
+                            delay_s=delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
 
     async def dead_letter(
         self, origin: str, data: bytes, reason: str, headers: Mapping[str, str] | None = None
@@ -168,6 +217,20 @@ class Bus:
             await self.data.get(name, writeinto=sink)
         return Path(path)
 
+    async def mark_revoked(self, *ids: str) -> None:
+        """Remember revoked run and task ids so no worker starts them."""
+        for key in ids:
+            await self.revoked.put(key, b"1")
+
+    async def is_revoked(self, *ids: str) -> bool:
+        for key in ids:
+            try:
+                await self.revoked.get(key)
+            except KeyNotFoundError:
+                continue
+            return True
+        return False
+
     async def delete_data(self, name: str) -> None:
         with suppress(NotFoundError):
             await self.data.delete(name)
@@ -179,6 +242,15 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     except BadRequestError:
         # The stream exists with other settings: update what may change.
         await js.update_stream(config)
+
+
+async def _ensure_kv(js: JetStreamContext, bucket: str, ttl_s: float) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except (NotFoundError, BucketNotFoundError):
+        return await js.create_key_value(
+            KeyValueConfig(bucket=bucket, ttl=ttl_s, storage=StorageType.FILE)
+        )
 
 
 async def _ensure_bucket(js: JetStreamContext, ttl_s: float) -> ObjectStore:

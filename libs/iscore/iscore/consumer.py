@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 from nats.aio.msg import Msg
@@ -25,6 +26,20 @@ from iscore.telemetry import extract_context
 log = structlog.get_logger(__name__)
 
 M = TypeVar("M", bound=_Message)
+
+
+@dataclass(frozen=True, slots=True)
+class Redeliver:
+    """Returned by a handler: leave the message for later instead of acking.
+
+    JetStream redelivers it after ``delay_s``; this is how due times (a
+    retry's countdown) survive restarts without a sleeping process.
+    """
+
+    delay_s: float
+
+
+Handler = Callable[[Any, Msg], Awaitable["Redeliver | None"]]
 
 # Delay before a message whose handler failed unexpectedly is tried again.
 HANDLER_RETRY_DELAY_S = 2.0
@@ -55,7 +70,7 @@ async def pull_subscription(
 async def consume(
     bus: Bus,
     sub: JetStreamContext.PullSubscription,
-    handlers: dict[str, tuple[type[_Message], Callable[[_Message, Msg], Awaitable[None]]]],
+    handlers: dict[str, tuple[type[_Message], Handler]],
     *,
     stop: asyncio.Event,
     batch: int = 64,
@@ -82,7 +97,7 @@ async def consume(
 async def handle_one(
     bus: Bus,
     msg: Msg,
-    handlers: dict[str, tuple[type[_Message], Callable[[_Message, Msg], Awaitable[None]]]],
+    handlers: dict[str, tuple[type[_Message], Handler]],
 ) -> None:
     model, handler = handlers.get(msg.subject, (None, None))
     if model is None or handler is None:
@@ -98,11 +113,14 @@ async def handle_one(
 
     token = otel_context.attach(extract_context(msg.headers))
     try:
-        await handler(message, msg)
+        outcome = await handler(message, msg)
     except Exception:  # a handler bug must not stop the consumer.  # noqa: BLE001
         log.error("message_handler_failed", subject=msg.subject, exc_info=True)
         await msg.nak(delay=HANDLER_RETRY_DELAY_S)
         return
     finally:
         otel_context.detach(token)
+    if isinstance(outcome, Redeliver):
+        await msg.nak(delay=max(outcome.delay_s, 0.001))
+        return
     await msg.ack()

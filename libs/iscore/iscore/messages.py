@@ -49,6 +49,12 @@ class TriggeredBy(_Message):
     triggered_by: str = "USER"
     step: str | None = None
     task_id: str | None = None
+    # A blocking trigger step waits for this run (iscore.trigger).
+    blocking: bool = False
+    # Set when a schedule started the run (``triggered_by`` "SCHEDULE"):
+    # its id and the fire time, epoch seconds.
+    schedule_id: str | None = None
+    fire_at: float | None = None
 
 
 class RunRequest(_Message):
@@ -129,6 +135,38 @@ class StepResult(_Message):
     traceback: str | None = None
     started_at: float
     finished_at: float
+    # Rows the step added with add_report_row (successful attempts only).
+    report_rows: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RetryDue(_Message):
+    """A failed step's next attempt, held back until ``due_at`` (epoch s)."""
+
+    task_id: str
+    run_id: str
+    attempt: int = Field(ge=2)
+    due_at: float
+
+
+class RevokeRequest(_Message):
+    """Stop a run or one step task (``target_id``), or every unfinished run."""
+
+    target_id: str | None = None
+    all_runs: bool = False
+    reason: str = "Revoked by request."
+
+
+class KillTasks(_Message):
+    """Workers kill these running attempts at once (core NATS broadcast)."""
+
+    task_ids: list[str]
+
+
+class ScheduleChanged(_Message):
+    """A schedule was saved or deleted (core NATS ``is.event.schedule``)."""
+
+    schedule_id: str
+    deleted: bool = False
 
 
 class RunEvent(_Message):

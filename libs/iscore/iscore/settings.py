@@ -66,6 +66,8 @@ class Settings:
     result_expires_s: float = 86400.0
     ack_wait_s: float = 30.0
     shutdown_grace_s: float = 10.0
+    time_limit_grace_s: float = 5.0
+    reconcile_interval_s: float = 60.0
     inline_limit_bytes: int = 256 * 1024
     log_level: str = "INFO"
     otel_exporter: str = ""
@@ -88,6 +90,8 @@ class Settings:
             result_expires_s=_env_float("result_expires", 86400.0),
             ack_wait_s=_env_float("IS_ACK_WAIT", 30.0),
             shutdown_grace_s=_env_float("IS_SHUTDOWN_GRACE", 10.0),
+            time_limit_grace_s=_env_float("IS_TIME_LIMIT_GRACE", 5.0),
+            reconcile_interval_s=_env_float("IS_RECONCILE_INTERVAL", 60.0),
             inline_limit_bytes=_env_int("IS_INLINE_LIMIT", 256 * 1024),
             log_level=_log_level(os.environ.get("LOGLEVEL", "INFO")),
             otel_exporter=os.environ.get("IS_OTEL_EXPORTER", ""),

@@ -25,8 +25,24 @@ RESULTS_STREAM = "IS_RESULTS"
 DEADLETTER_PREFIX = "is.deadletter"
 DEADLETTER_STREAM = "IS_DEADLETTER"
 
+# Requests to the planner that must not be lost: due retries, revokes.
+RETRY_DUE = "is.control.retry"
+REVOKE_REQUEST = "is.control.revoke"
+CONTROL_EVENTS = "is.control.>"
+CONTROL_STREAM = "IS_CONTROL"
+PLANNER_CONTROL_CONSUMER = "planner-control"
+
+# Core NATS broadcast telling workers to kill running attempts now.
+KILL_TASKS = "is.kill"
+
+# Revoked run and task ids, read by workers before a task starts.
+REVOKED_BUCKET = "is-revoked"
+
 # Live run events (core NATS, not persisted): is.event.run.<run_id>.
 RUN_EVENT_PREFIX = "is.event.run"
+
+# Schedule saved or deleted (core NATS): schedulers reload at once.
+SCHEDULE_EVENT = "is.event.schedule"
 
 # Durable consumers.
 PLANNER_RUNS_CONSUMER = "planner-runs"
@@ -34,6 +50,9 @@ PLANNER_RESULTS_CONSUMER = "planner-results"
 
 # Large step data lives here; messages carry the object name.
 DATA_BUCKET = "is-data"
+
+# Named cache entries steps write (BaseStep.cache_write), a key-value bucket.
+CACHE_BUCKET = "is-cache"
 
 # Header carrying JetStream's de-duplication id.
 MSG_ID_HEADER = "Nats-Msg-Id"

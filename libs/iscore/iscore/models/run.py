@@ -67,7 +67,8 @@ class RunRecord(BaseModel):
 
     run_id: str = Field(default_factory=new_run_id, pattern=r"^isapp-")
     application: str
-    application_version: int = Field(ge=1)
+    # 0 for a run refused before its application could be read.
+    application_version: int = Field(ge=0)
     state: RunState = RunState.PENDING
     app_variables: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -80,6 +81,8 @@ class RunRecord(BaseModel):
     step_versions: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
     replay_of: str | None = None
+    # The configuration version the run read: a replay uses the same values.
+    configuration_version: int | None = None
 
 
 class StepTaskRecord(BaseModel):

@@ -178,7 +178,7 @@ class _SoftTimer:
 
     def _raise(self) -> None:
         self._armed = False
-        raise SoftTimeLimitExceeded(f"Soft time limit of {self._limit_s:g} s exceeded.")
+        raise SoftTimeLimitExceeded(f"Soft time limit exceeded ({self._limit_s:g} s).")
 
 
 def _claim_protocol_fds() -> tuple[int, int]:
