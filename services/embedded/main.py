@@ -1,9 +1,9 @@
 """``make up``: the whole system on one machine, nothing to install first.
 
 Starts a real nats-server (JetStream on the data directory), then the
-gateway, planner and stepworkers as child processes on loopback, prints
-the URL and the credentials, and stops everything on Ctrl-C. Definitions
-and runs live in the data directory, so a restart finds them all.
+gateway, planner, scheduler and stepworkers as child processes on loopback,
+prints the URL and the credentials, and stops everything on Ctrl-C.
+Definitions and runs live in the data directory, so a restart finds them all.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from types import FrameType
 
 import httpx
 
+from iscore.keyring import KEY_FILE_ENV, prepare_key_file
 from iscore.natsserver import NatsServer
 from iscore.settings import Settings
 from services.gateway.main import admin_password
@@ -44,6 +45,7 @@ def _services(extra_queues: list[str]) -> list[tuple[str, list[str], dict[str, s
         ("planner", [str(bin_dir / "is-planner")], {}),
         ("stepworker", [str(bin_dir / "is-stepworker")], {"IS_WORKER_NAME": "worker-default"}),
         ("gateway", [str(bin_dir / "is-gateway")], {}),
+        ("scheduler", [str(bin_dir / "is-scheduler")], {}),
     ]
     for queue in extra_queues:
         services.append(
@@ -82,9 +84,12 @@ def main() -> None:
     extra_queues = [q.strip() for q in os.environ.get("IS_EXTRA_QUEUES", "").split(",")
                     if q.strip()]
 
+    # The manual's encryption_key: made on first start, 0600, in the data dir.
+    key_file = prepare_key_file(settings.data_dir)
     nats = NatsServer(store_dir=settings.data_dir / "nats", port=nats_port)
     nats.start(log_file=logs / "nats-server.log")
     env = _service_env(settings, nats.url, password)
+    env[KEY_FILE_ENV] = str(key_file)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -104,6 +109,7 @@ def main() -> None:
         print(f"Integration Service is up at {url}/api/v1  (API docs: {url}/schema)")
         print(f"  user: isadmin   password: {password}")
         print(f"  NATS: {nats.url}   data: {settings.data_dir}   logs: {logs}")
+        print(f"  encryption key: {env[KEY_FILE_ENV]}  (back it up; see is-keys)")
         print("Press Ctrl-C to stop.", flush=True)
         while not stopping:
             for name, proc in processes.items():

@@ -28,6 +28,20 @@ class ConfigurationInvalidError(IscoreError):
     code = "invalid_configuration"
 
 
+class ConfigurationNotFoundError(IscoreError):
+    """A configuration that was never uploaded, or was deleted, is asked for."""
+
+    code = "configuration_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Configuration {name!r} is not defined; upload it with POST "
+            "/api/v1/configurations first.",
+            field="name",
+        )
+        self.name = name
+
+
 def _check_variable_name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise expected("expected a non-empty string")
