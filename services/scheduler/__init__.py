@@ -1,0 +1,1 @@
+"""The scheduler service: timed run requests from schedules."""
