@@ -1,22 +1,24 @@
-"""The gateway's Litestar application: routes, auth, errors, lifecycle."""
+"""The gateway's Litestar application: routes, auth, errors, limits, lifecycle."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from litestar import Litestar, Request, Router, get
-from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from opentelemetry import trace
-
+from iscore.builtins import seed_builtins
 from iscore.bus import Bus
+from iscore.cache import open_bucket
 from iscore.errors import IscoreError
 from iscore.settings import Settings
 from iscore.stores import open_store
+from litestar import Litestar, Request, Response, Router, get
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from opentelemetry import trace
+
 from services.gateway import (
     applications,
     cache,
@@ -28,8 +30,16 @@ from services.gateway import (
     tasks,
     users,
 )
-from services.gateway.auth import BasicAuthMiddleware
-from services.gateway.errors import on_domain_error, on_http_error, on_unexpected_error
+from services.gateway.auth import AuthMiddleware, CredentialCache, require_role
+from services.gateway.errors import (
+    RETRY_AFTER_S,
+    on_domain_error,
+    on_http_error,
+    on_unexpected_error,
+)
+from services.gateway.jsonbody import MAX_BODY_BYTES
+from services.gateway.openapi import SCHEMA_PATH, complete_schema, openapi_config
+from services.gateway.users import ensure_admin
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("is.gateway")
@@ -37,13 +47,30 @@ API_PREFIX = "/api/v1"
 # Each module owns one resource and lists its handlers in ROUTES.
 ROUTE_MODULES = (applications, runs, steps, configurations, tasks, schedules, reports, cache,
                  users)
+# Seconds the health check waits for the store before calling it down.
+HEALTH_STORE_TIMEOUT_S = 2.0
 
 
-@get("/health", exclude_from_auth=True)
-async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """Liveness and readiness; the only endpoint that needs no credentials."""
+@get("/health", exclude_from_auth=True, include_in_schema=True)
+async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Liveness and readiness; the only endpoint that needs no credentials.
+
+    Answers 503 with ``Retry-After`` while NATS or the store is unreachable.
+    """
     bus: Bus = request.app.state.bus
-    return {"status": "ok", "nats": bus.nc.is_connected}
+    nats_ok = bus.nc.is_connected
+    try:
+        async with asyncio.timeout(HEALTH_STORE_TIMEOUT_S):
+            await request.app.state.store.get_user("isadmin")
+        store_ok = True
+    except (TimeoutError, IscoreError):
+        store_ok = False
+    ok = nats_ok and store_ok
+    return Response(
+        {"status": "ok" if ok else "unavailable", "nats": nats_ok, "store": store_ok},
+        status_code=200 if ok else 503,
+        headers=None if ok else {"Retry-After": RETRY_AFTER_S},
+    )
 
 
 def _trace_requests(app: Any) -> Any:
@@ -61,15 +88,25 @@ def _trace_requests(app: Any) -> Any:
 
 
 def create_app(settings: Settings, admin_password: str) -> Litestar:
-    """Build the gateway for ``settings``; the store and bus open on startup."""
+    """Build the gateway for ``settings``; the store and bus open on startup.
+
+    ``admin_password`` becomes the password of ``isadmin`` on first start
+    (and again at every start when ``IS_ADMIN_PASSWORD`` sets it).
+    """
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.store = await open_store(settings.store_url)
+        await seed_builtins(app.state.store)
         app.state.bus = await Bus.connect(
             settings.nats_url, name="is-gateway", result_expires_s=settings.result_expires_s
         )
-        app.state.admin_password = admin_password
+        app.state.cache = await open_bucket(app.state.bus.js)
+        app.state.credentials = CredentialCache()
+        await ensure_admin(
+            app.state.store, admin_password, authoritative=settings.admin_password is not None
+        )
+        complete_schema(app)
         log.info("gateway_started", port=settings.http_port)
         try:
             yield
@@ -80,22 +117,24 @@ def create_app(settings: Settings, admin_password: str) -> Litestar:
     api = Router(
         path=API_PREFIX,
         route_handlers=[health, *(h for module in ROUTE_MODULES for h in module.ROUTES)],
+        guards=[require_role],
     )
     return Litestar(
         route_handlers=[api],
         lifespan=[lifespan],
         middleware=[
             _trace_requests,
-            DefineMiddleware(BasicAuthMiddleware, exclude=[r"^/schema", r"/health$"]),
+            DefineMiddleware(AuthMiddleware, exclude=[r"/health$"]),
         ],
         exception_handlers={
             IscoreError: on_domain_error,
             HTTPException: on_http_error,
             Exception: on_unexpected_error,
         },
-        openapi_config=OpenAPIConfig(
-            title="Integration Service API", version="1.0.0", path="/schema"
-        ),
-        request_max_body_size=16 * 1024 * 1024,
+        openapi_config=openapi_config(),
+        request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )
+
+
+__all__ = ["API_PREFIX", "SCHEMA_PATH", "create_app"]

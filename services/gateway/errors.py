@@ -8,21 +8,42 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from iscore.errors import IscoreError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-
-from iscore.errors import IscoreError
+from nats.errors import Error as NatsError
 
 log = structlog.get_logger(__name__)
 
 # Error codes that mean "the thing named does not exist".
 NOT_FOUND_CODES = frozenset(
-    {"application_not_found", "step_not_found", "task_not_found", "configuration_not_found"}
+    {
+        "application_not_found",
+        "step_not_found",
+        "task_not_found",
+        "configuration_not_found",
+        "report_not_found",
+        "cache_not_found",
+        "user_not_found",
+        "token_not_found",
+        "schedule_not_found",
+    }
 )
 # Codes that mean a backing service is down: the caller may retry.
 UNAVAILABLE_CODES = frozenset({"bus_unavailable", "store_unavailable", "child_start_failed"})
-CONFLICT_CODES = frozenset({"version_conflict"})
+CONFLICT_CODES = frozenset({"version_conflict", "user_exists"})
 RETRY_AFTER_S = "2"
+# Stable codes of errors Litestar raises itself, by HTTP status.
+HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
 
 
 def status_for(code: str) -> int:
@@ -45,7 +66,7 @@ def on_domain_error(_: Request[Any, Any, Any], exc: IscoreError) -> Response[dic
     return Response(error_body(exc.code, str(exc), exc.field), status_code=status, headers=headers)
 
 
-def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     field = None
     detail = exc.detail
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
@@ -53,18 +74,50 @@ def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dic
         if isinstance(first, dict):
             field = first.get("key")
             detail = f"{field}: {first.get('message')}." if field else detail
-    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
     headers = dict(exc.headers or {})
+    status = exc.status_code
+    if status >= 500:
+        # Litestar's own 5xx (for example a missing dependency) carry text
+        # meant for developers; callers get the generic sentence.
+        log.error("request_failed", path=request.url.path, status=status, detail=str(detail))
+        return _server_error(status, headers)
     return Response(
-        error_body(code.get(exc.status_code, "invalid_request"), detail, field),
-        status_code=exc.status_code,
+        error_body(HTTP_CODES.get(status, "invalid_request"), detail, field),
+        status_code=status,
         headers=headers or None,
     )
 
 
-def on_unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.error("request_failed", path=request.url.path, exc_info=exc)
+def _server_error(status: int, headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
+    if status == 503:
+        return Response(
+            error_body("service_unavailable", "A backing service is unavailable; retry later."),
+            status_code=503,
+            headers={**(headers or {}), "Retry-After": RETRY_AFTER_S},
+        )
     return Response(
         error_body("internal_error", "The request failed on our side; it was logged."),
         status_code=500,
     )
+
+
+def on_unexpected_error(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    if _is_unavailable(exc):
+        log.warning("backing_service_unavailable", path=request.url.path,
+                    error_type=type(exc).__name__)
+        return Response(
+            error_body("bus_unavailable",
+                       "NATS did not answer in time; the request was not carried out. "
+                       "Retry after a moment."),
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    log.error("request_failed", path=request.url.path, exc_info=exc)
+    return _server_error(500)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """True for a NATS failure or a timeout that escaped a handler."""
+    return isinstance(exc, TimeoutError | NatsError | ConnectionError)

@@ -9,32 +9,48 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from litestar import Request
-
 from iscore.errors import IscoreError
+from litestar import Request
 
 # Largest request body accepted, and deepest nesting.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
+# Longest string value (a step's source is the big one) and object key, in characters.
+MAX_STRING_CHARS = 8 * 1024 * 1024
+MAX_KEY_CHARS = 1024
 
 
 class InvalidBodyError(IscoreError):
     code = "invalid_json"
 
 
-def _depth(value: Any, limit: int) -> int:
-    stack = [(value, 1)]
-    deepest = 0
+def _check_shape(value: Any) -> None:
+    """Refuse nesting, string and key sizes past the limits, naming the place."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
+        item, depth, where = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidBodyError(
+                f"Request body nests deeper than {MAX_DEPTH} levels at {where or '(top)'!r}.",
+                field=where or None,
+            )
+        if isinstance(item, str) and len(item) > MAX_STRING_CHARS:
+            raise InvalidBodyError(
+                f"Field {where!r} holds {len(item)} characters; at most "
+                f"{MAX_STRING_CHARS} are accepted.",
+                field=where,
+            )
         if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            for key, child in item.items():
+                if len(key) > MAX_KEY_CHARS:
+                    raise InvalidBodyError(
+                        f"A key of {len(key)} characters in {where or '(top)'!r} is longer "
+                        f"than the {MAX_KEY_CHARS} accepted.",
+                        field=where or None,
+                    )
+                stack.append((child, depth + 1, f"{where}.{key}" if where else key))
         elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
+            stack.extend((child, depth + 1, f"{where}[{i}]") for i, child in enumerate(item))
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -47,6 +63,8 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         value = json.loads(raw)
     except UnicodeDecodeError as err:
         raise InvalidBodyError("Request body is not UTF-8 text.") from err
+    except RecursionError as err:
+        raise InvalidBodyError(f"Request body nests deeper than {MAX_DEPTH} levels.") from err
     except json.JSONDecodeError as err:
         raise InvalidBodyError(
             f"Request body is not valid JSON: {err.msg} at line {err.lineno} column "
@@ -57,10 +75,10 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise InvalidBodyError(
             f"Request body must be a JSON object, found {type(value).__name__}."
         )
-    if _depth(value, MAX_DEPTH) > MAX_DEPTH:
-        raise InvalidBodyError(f"Request body nests deeper than {MAX_DEPTH} levels.")
+    _check_shape(value)
     return value
 
 
 async def read_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The request's body as one JSON object; ``InvalidBodyError`` (400) otherwise."""
     return parse_json(await request.body())

@@ -41,6 +41,9 @@ __all__ = [
 # does not collide with it by accident.
 _CONTEXT_ATTRIBUTE = "_BaseStep__context"
 
+# Marks "no default given" for cache_read, where None is a valid default.
+_NO_DEFAULT: Any = object()
+
 _installed: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
     "iscore_step_context", default=None
 )
@@ -109,6 +112,8 @@ class StepContext:
     saved: bool = False
     saved_data: Any = None
     saved_bytes: bytes | None = None
+    report_rows: list[dict[str, Any]] = field(default_factory=list)
+    cache_writes: dict[str, bytes] = field(default_factory=dict)
     logger: StepLogger = field(init=False)
 
     def __post_init__(self) -> None:
@@ -349,6 +354,56 @@ class BaseStep:
         context.saved_data = data
         context.saved_bytes = encoded
 
+    def add_report_row(self, row: dict[str, Any]) -> None:
+        """Add one row to the run's report (applications with ``generate_report``).
+
+        ``row`` maps column names (text) to JSON scalars (text, numbers,
+        booleans, None), for example ``{"Device Name": "rtr1", "Status":
+        "New"}``. Rows count only when the attempt succeeds. Raises
+        ``InvalidStepParameter`` for another shape or past
+        ``MAX_ROWS_PER_STEP`` rows.
+        """
+        context = current_context(self)
+        _check_report_row(context, row)
+        context.report_rows.append(dict(row))
+
+    def cache_write(self, cache_id: str, value: Any, ttl_s: float | None = None) -> None:
+        """Save ``value`` (JSON-like) as cache entry ``cache_id``, for ``ttl_s`` seconds.
+
+        Entries are stored when the attempt succeeds and are then read by
+        ``cache_read`` in any step and by ``GET /api/v1/cache/{cache_id}``;
+        without ``ttl_s`` an entry lives 30 days. Raises ``CacheError`` at
+        once for an invalid id, value or ttl.
+        """
+        from iscore.cache import check_cache_id, to_entry
+
+        context = current_context(self)
+        context.cache_writes[check_cache_id(cache_id)] = to_entry(value, ttl_s)
+
+    def cache_read(self, cache_id: str, default: Any = _NO_DEFAULT) -> Any:
+        """Return the value of cache entry ``cache_id``.
+
+        This step's own ``cache_write`` wins; otherwise the entry is read
+        from the cache bucket (a NATS request from the step's process, at
+        most 5 s). Returns ``default`` when given and the entry is absent or
+        expired, else raises ``CacheNotFoundError``; ``CacheError`` when the
+        cache cannot be reached.
+        """
+        from iscore.cache import CacheNotFoundError, check_cache_id, from_entry
+        from iscore.runtime.cache_reader import read_remote
+
+        context = current_context(self)
+        check_cache_id(cache_id)
+        if cache_id in context.cache_writes:
+            decoded = from_entry(context.cache_writes[cache_id])
+        else:
+            decoded = read_remote(context.invocation.cache_url, cache_id)
+        if decoded is not None:
+            return decoded[0]
+        if default is not _NO_DEFAULT:
+            return default
+        raise CacheNotFoundError(cache_id)
+
     def validate_parameter_values(self) -> None:
         """Check every required parameter is set on the step's entry.
 
@@ -362,6 +417,31 @@ class BaseStep:
         ]
         if missing:
             raise _missing(context, missing)
+
+
+def _check_report_row(context: StepContext, row: Any) -> None:
+    from iscore.reports import MAX_ROW_COLUMNS, MAX_ROWS_PER_STEP
+
+    scalar = str | int | float | bool | None
+    if (
+        not isinstance(row, dict)
+        or len(row) > MAX_ROW_COLUMNS
+        or not all(isinstance(k, str) and isinstance(v, scalar) for k, v in row.items())
+    ):
+        raise InvalidStepParameter(
+            f"Step {context.step_name!r} added a report row of type {type(row).__name__!r}; "
+            f"a row is a dict of at most {MAX_ROW_COLUMNS} text keys with text, number, "
+            "boolean or None values.",
+            step=context.step_name,
+            parameter="row",
+        )
+    if len(context.report_rows) >= MAX_ROWS_PER_STEP:
+        raise InvalidStepParameter(
+            f"Step {context.step_name!r} added more than {MAX_ROWS_PER_STEP} report rows; "
+            "summarise them or split the work over several steps.",
+            step=context.step_name,
+            parameter="row",
+        )
 
 
 def _input_named(context: StepContext, step_name: str) -> StepInput:

@@ -55,7 +55,13 @@ def run_attempt(
     except (Exception, SystemExit) as err:
         # Any failure of step code is the step's result, not ours.
         return _failed(context, err)
-    outcome = StepOutcome(saved=context.saved, data=context.saved_data, logs=context.logs)
+    outcome = StepOutcome(
+        saved=context.saved,
+        data=context.saved_data,
+        logs=context.logs,
+        report_rows=context.report_rows,
+        cache_writes=context.cache_writes,
+    )
     return StepAttempt(outcome=outcome, data_bytes=context.saved_bytes)
 
 

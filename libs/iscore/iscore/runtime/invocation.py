@@ -35,7 +35,8 @@ class StepInvocation:
     ``output_to``, retry options and the free parameter keys. ``inputs`` are
     ordered as their steps appear in the application (MANUAL-NOTES 12).
     ``configuration`` maps variable names to plaintext values; it exists only
-    inside the step's child process.
+    inside the step's child process. ``cache_url`` is the NATS server
+    ``cache_read`` reads entries from (empty: only this step's own writes).
     """
 
     source: str
@@ -48,6 +49,7 @@ class StepInvocation:
     run_id: str = ""
     task_id: str = ""
     attempt: int = 1
+    cache_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,9 @@ class StepOutcome:
     ``saved`` tells whether ``save_data_for_next_step`` was called (saving
     ``None`` is still saving). ``error_type``/``error``/``traceback`` are set
     when the step raised; the traceback is the text users read in
-    ``GET /tasks/{id}``.
+    ``GET /tasks/{id}``. ``report_rows`` are the rows ``add_report_row``
+    added; ``cache_writes`` maps cache ids to the entries ``cache_write``
+    encoded (``iscore.cache.to_entry``), stored by the worker on success.
     """
 
     saved: bool = False
@@ -75,6 +79,8 @@ class StepOutcome:
     error_type: str | None = None
     error: str | None = None
     traceback: str | None = None
+    report_rows: list[dict[str, Any]] = field(default_factory=list)
+    cache_writes: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:

@@ -55,6 +55,7 @@ def invocation_to_wire(invocation: StepInvocation) -> bytes:
         "task_id": invocation.task_id,
         "attempt": invocation.attempt,
         "inputs": inputs,
+        "cache_url": invocation.cache_url,
     }
     return msgpack.packb(header, use_bin_type=True)
 
@@ -78,6 +79,7 @@ def invocation_from_wire(payload: bytes) -> StepInvocation:
         run_id=_field(header, "run_id", str, "invocation"),
         task_id=_field(header, "task_id", str, "invocation"),
         attempt=_field(header, "attempt", int, "invocation"),
+        cache_url=_optional(header, "cache_url", str, "", "invocation"),
     )
 
 
@@ -115,6 +117,8 @@ def outcome_to_wire(outcome: StepOutcome, *, data_bytes: bytes | None = None) ->
         "error_type": outcome.error_type,
         "error": outcome.error,
         "traceback": outcome.traceback,
+        "report_rows": outcome.report_rows,
+        "cache_writes": outcome.cache_writes,
     }
     return msgpack.packb(header, use_bin_type=True)
 
@@ -123,7 +127,8 @@ def outcome_header_and_data(payload: bytes) -> tuple[dict[str, Any], bytes | Non
     """Split outcome wire bytes into its checked header and the raw data bytes.
 
     The header keeps every field but ``data``; its ``logs`` are checked
-    maps with ``level``, ``message`` and ``at``. The data bytes stay encoded (None when nothing
+    maps with ``level``, ``message`` and ``at``; ``report_rows`` and
+    ``cache_writes`` default to empty when a runtime did not send them. The data bytes stay encoded (None when nothing
     was saved). Raises ``CorruptDataError`` for a malformed map.
     """
     header = _unpack(payload, "outcome")
@@ -139,6 +144,8 @@ def outcome_header_and_data(payload: bytes) -> tuple[dict[str, Any], bytes | Non
         "error_type": _field(header, "error_type", str | None, "outcome"),
         "error": _field(header, "error", str | None, "outcome"),
         "traceback": _field(header, "traceback", str | None, "outcome"),
+        "report_rows": _optional(header, "report_rows", list, [], "outcome"),
+        "cache_writes": _optional(header, "cache_writes", dict, {}, "outcome"),
     }
     return checked, data if saved else None
 
@@ -156,6 +163,8 @@ def outcome_from_wire(payload: bytes) -> StepOutcome:
         error_type=header["error_type"],
         error=header["error"],
         traceback=header["traceback"],
+        report_rows=header["report_rows"],
+        cache_writes=header["cache_writes"],
     )
 
 
@@ -187,6 +196,11 @@ def _unpack(payload: bytes, what: str) -> dict[str, Any]:
             "the worker and the step runtime are from different releases."
         )
     return header
+
+
+def _optional(header: dict[str, Any], name: str, kind: Any, default: Any, where: str) -> Any:
+    """A field added after wire version 1 shipped: absent means ``default``."""
+    return _field(header, name, kind, where) if name in header else default
 
 
 def _field(header: dict[str, Any], name: str, kind: Any, where: str) -> Any:

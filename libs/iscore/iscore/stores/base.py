@@ -15,8 +15,11 @@ from urllib.parse import urlsplit
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from iscore.errors import IscoreError
+from iscore.accounts import TokenRecord, UserRecord
 from iscore.models.run import RunRecord, RunState, StepTaskRecord, utc_now
+from iscore.models.schedule import ScheduleRecord
 from iscore.models.step import StepMetadata
+from iscore.reports import ReportRecord
 
 
 class StoreError(IscoreError):
@@ -158,6 +161,20 @@ class Store(Protocol):
     async def delete_configuration(self, name: str) -> bool:
         """Delete a configuration; False when there was none."""
 
+    # Configuration key rotation (issue 6) -----------------------------------
+
+    async def list_configuration_versions(self) -> list[ConfigurationRecord]:
+        """Every stored version of every configuration, deleted ones included."""
+
+    async def replace_configuration_document(
+        self, name: str, version: int, document: dict[str, Any], *, expected: dict[str, Any]
+    ) -> bool:
+        """Swap the document of one stored version if it still equals ``expected``.
+
+        Only key rotation rewrites a stored version, and only to re-encrypt
+        the same values; False, changing nothing, when the document differs.
+        """
+
     async def create_run(self, run: RunRecord, tasks: Sequence[StepTaskRecord]) -> bool:
         """Store a run and its step tasks at once; False if the run id exists."""
 
@@ -215,6 +232,97 @@ class Store(Protocol):
 
     async def get_logs(self, task_id: str) -> list[dict[str, Any]]:
         """A step task's log lines in the order they were appended."""
+
+    # Users, API tokens and reports (the REST API, issue 5) ----------------
+
+    async def create_user(self, user: UserRecord) -> bool:
+        """Store a new user; False, changing nothing, when the name is taken."""
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        """The user called ``name``."""
+
+    async def list_users(self, *, offset: int = 0, limit: int = 100) -> list[UserRecord]:
+        """Users by name."""
+
+    async def update_user(self, name: str, **fields: Any) -> UserRecord | None:
+        """Set ``role`` and/or ``password_hash``; None when there is no such user."""
+
+    async def delete_user(self, name: str) -> bool:
+        """Delete a user and every API token of theirs; False when there was none."""
+
+    async def create_token(self, token: TokenRecord) -> None:
+        """Store a new API token record."""
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        """The API token with this id."""
+
+    async def list_tokens(self, user: str | None = None) -> list[TokenRecord]:
+        """API tokens, of one user or of everyone, oldest first."""
+
+    async def delete_token(self, token_id: str) -> bool:
+        """Revoke an API token; False when there was none."""
+
+    async def add_report_rows(
+        self, report_id: str, *, application: str, run_id: str, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Append ``rows`` to a report, creating the report when it is new."""
+
+    async def get_report(self, report_id: str) -> ReportRecord | None:
+        """The report with this id."""
+
+    async def list_reports(
+        self, *, application: str | None = None, offset: int = 0, limit: int = 100
+    ) -> list[ReportRecord]:
+        """Reports newest first, optionally of one application, without their rows."""
+
+    async def delete_report(self, report_id: str) -> bool:
+        """Delete one report; False when there was none."""
+
+    async def delete_reports(self, application: str) -> int:
+        """Delete every report of ``application``; return how many were deleted."""
+
+    # Schedules and the scheduler's bookkeeping (issue 7) -------------------
+
+    async def put_schedule(self, schedule_id: str, document: dict[str, Any]) -> ScheduleRecord:
+        """Create or replace a schedule; it starts afresh from now.
+
+        Raises the revision and resets anchor and cursor to now; fire
+        counters and claimed fires not yet confirmed are kept.
+        """
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        """The schedule with this id."""
+
+    async def list_schedules(self, *, offset: int = 0, limit: int = 100) -> list[ScheduleRecord]:
+        """Schedules by id."""
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule; False when there was none."""
+
+    async def claim_schedule_fires(
+        self,
+        schedule_id: str,
+        *,
+        revision: int,
+        expected_cursor_ms: int,
+        cursor_ms: int,
+        fire_ms: Sequence[int],
+        late_count: int = 0,
+        skipped_count: int = 0,
+    ) -> bool:
+        """Move the cursor and record ``fire_ms`` as pending, in one compare-and-set.
+
+        False, changing nothing, unless the schedule is at ``revision`` with
+        its cursor at ``expected_cursor_ms`` and no pending fires: another
+        replica got there first or the schedule changed.
+        """
+
+    async def confirm_schedule_fires(self, schedule_id: str, *, fire_ms: Sequence[int]) -> bool:
+        """Clear the pending fires once published, if they are still ``fire_ms``.
+
+        A save of the schedule in between does not matter: claimed fires
+        stay claimed across revisions.
+        """
 
 
 async def open_store(url: str) -> Store:

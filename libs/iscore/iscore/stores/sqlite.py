@@ -25,6 +25,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from iscore.models.run import ACTIVE_STATES, RunRecord, RunState, StepTaskRecord, utc_now
 from iscore.models.step import StepMetadata
+from iscore.stores._sqlite_api import API_SCHEMA, ApiTablesMixin
+from iscore.stores._sqlite_schedules import SCHEDULE_SCHEMA, ScheduleTablesMixin
 from iscore.stores.base import (
     ApplicationRecord,
     ConfigurationRecord,
@@ -84,7 +86,7 @@ _TASK_COLUMNS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-class SqliteStore:
+class SqliteStore(ApiTablesMixin, ScheduleTablesMixin):
     """The ``Store`` on a SQLite file; ``":memory:"`` keeps it in memory."""
 
     def __init__(self, path: str | Path) -> None:
@@ -135,6 +137,8 @@ class SqliteStore:
         # The store is the system of record: a commit survives a power cut.
         conn.execute("PRAGMA synchronous = FULL")
         conn.executescript(_SCHEMA)
+        conn.executescript(API_SCHEMA)
+        conn.executescript(SCHEDULE_SCHEMA)
         return conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -251,6 +255,32 @@ class SqliteStore:
 
     async def delete_configuration(self, name: str) -> bool:
         return await self._write(functools.partial(_delete_latest, "configurations", name))
+
+    # Configuration key rotation (issue 6) -----------------------------------
+
+    async def list_configuration_versions(self) -> list[ConfigurationRecord]:
+        rows = await self._read("SELECT * FROM configurations ORDER BY name, version")
+        return [_definition_record(ConfigurationRecord, row) for row in rows]
+
+    async def replace_configuration_document(
+        self, name: str, version: int, document: dict[str, Any], *, expected: dict[str, Any]
+    ) -> bool:
+        text = json.dumps(document)
+
+        def replace(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT document FROM configurations WHERE name = ? AND version = ?",
+                (name, version),
+            ).fetchone()
+            if row is None or json.loads(row["document"]) != expected:
+                return False
+            conn.execute(
+                "UPDATE configurations SET document = ? WHERE name = ? AND version = ?",
+                (text, name, version),
+            )
+            return True
+
+        return await self._write(replace)
 
     async def _put_definition(
         self, table: str, record: type[D], document: dict[str, Any], expected_version: int | None
