@@ -1,1 +1,5 @@
-"""Integration Service iscli."""
+"""iscli, the command line client of the Integration Service gateway."""
+
+from iscli.main import main
+
+__all__ = ["main"]
