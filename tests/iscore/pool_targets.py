@@ -124,3 +124,11 @@ def log_then_wait_for_ack(payload: bytes, on_log: LogSink) -> bytes:
             return b"acknowledged"
         time.sleep(0.005)
     return b"not acknowledged"
+
+
+def report_pids_then_sleep(payload: bytes, on_log: LogSink) -> bytes:
+    """Fork one sleeper, log this process's pid and the sleeper's, then sleep."""
+    sleepers = _fork_sleepers(1)
+    on_log({"level": "info", "message": json.dumps([os.getpid(), *sleepers]), "at": time.time()})
+    time.sleep(60)
+    return b"slept"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
@@ -288,6 +289,63 @@ async def test_child_serves_several_jobs_when_tasks_per_child_allows(tmp_path: P
 
     assert pids[0] == pids[1] != pids[2]
     assert pids[2] == failed.pid != after_failure.pid
+
+
+async def test_child_that_leaves_processes_is_not_reused_and_its_strays_die(
+    tmp_path: Path,
+) -> None:
+    async with ChildPool(size=1, tasks_per_child=5, preload=(TARGETS,), workdir=tmp_path) as pool:
+        with capture_logs() as logs:
+            left = await run(pool, "leave_processes", b"3")
+        after = await run(pool, "echo")
+
+    assert left.status == "ok"
+    assert after.pid != left.pid
+    assert not any(is_running(pid) for pid in json.loads(left.output))
+    assert [e for e in logs if e["event"] == "child_strays_killed"]
+
+
+KILLED_WORKER = """
+import asyncio, sys
+from pathlib import Path
+from iscore.runtime.pool import ChildPool
+
+async def main():
+    async with ChildPool(size=1, preload=(sys.argv[1],), workdir=Path(sys.argv[2])) as pool:
+        def on_log(record):
+            print("PIDS", record["message"], flush=True)
+        await pool.run(sys.argv[1] + ":report_pids_then_sleep", b"", time_limit_s=60,
+                       on_log=on_log)
+
+asyncio.run(main())
+"""
+
+
+async def test_steps_die_with_a_killed_worker_process(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_WORKER, TARGETS, str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, cwd=repo,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(Path(__file__).parent)])},
+    )
+    assert worker.stdout is not None
+    line = b""
+    while not line.startswith(b"PIDS "):  # the pool logs on stdout too
+        line = await asyncio.wait_for(worker.stdout.readline(), 30)
+        assert line, "the worker script ended before its step reported"
+    child, sleeper = json.loads(line.removeprefix(b"PIDS "))
+    assert is_running(child) and is_running(sleeper)
+
+    worker.kill()
+    await worker.wait()
+
+    # Nothing of the step may run on unsupervised: the child and its group.
+    deadline = time.monotonic() + 10
+    while (is_running(child) or group_members(child)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert not is_running(child)
+    assert not is_running(sleeper)
+    assert group_members(child) == set()
 
 
 async def start_waiting_job(pool: ChildPool) -> asyncio.Future[Any]:

@@ -178,6 +178,29 @@ def group_members(pgid: int) -> set[int]:
     return members
 
 
+def child_pids(pid: int) -> set[int] | None:
+    """Return the children of process ``pid`` (zombies too), from ``/proc``.
+
+    ``None`` when this kernel does not list children (no
+    CONFIG_PROC_CHILDREN); an empty set when ``pid`` is gone.
+    """
+    children: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return children
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as listing:
+                children.update(int(child) for child in listing.read().split())
+        except FileNotFoundError:
+            if os.path.isdir(f"/proc/{pid}/task/{task}"):
+                return None
+        except OSError:
+            continue
+    return children
+
+
 async def kill_process_group(pgid: int) -> None:
     """SIGKILL every process of group ``pgid`` and wait until none is left.
 

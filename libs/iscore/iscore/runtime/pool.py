@@ -3,7 +3,10 @@
 Like a prefork pool (ARCHITECTURE.md): children are started and have
 imported the runtime before a task arrives, each job runs isolated from the
 worker, and a child that crashes, overruns or leaves processes behind is
-killed with its whole process group and replaced in the background.
+killed with its whole process group and replaced in the background. Children
+are forked from a template that imported the runtime once
+(``iscore.runtime.forkserver``), so a fresh child costs a fork, not an
+interpreter start.
 
 Payloads and outputs travel through the child's pipes, not through files:
 the parent writes a payload straight from the caller's buffer in 1 MiB
@@ -38,10 +41,12 @@ import structlog
 
 from iscore.errors import IscoreError
 from iscore.runtime.child import FRAME_HEADER, encode_frame
+from iscore.runtime.forkserver import ForkClient, ForkedProcess, ForkServerError
 from iscore.runtime.limits import (
     KILL_WAIT_S,
     ChildLimits,
     child_environment,
+    child_pids,
     describe_bytes,
     group_members,
     kill_process_group,
@@ -115,7 +120,7 @@ class ChildResult:
 class _Child:
     """One child process and the parent's ends of its pipes."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process | ForkedProcess) -> None:
         if process.stdin is None or process.stdout is None or process.stderr is None:
             raise ValueError("A step child needs pipes on stdin, stdout and stderr.")
         self.process = process
@@ -160,13 +165,26 @@ class _Child:
 
     async def kill(self) -> None:
         """Kill the child's process group and wait until it is gone."""
-        await kill_process_group(self.pid)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.exited), KILL_WAIT_S)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        await self.stop()
+        if _group_exists(self.pid):
+            # Something the step forked is still there (or a zombie nobody
+            # reaps): kill and wait group member by group member.
+            await kill_process_group(self.pid)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._stderr_drain), KILL_WAIT_S)
         self._stderr_drain.cancel()
         self._stdin.close()
+
+    async def stop(self) -> None:
+        """Kill the child process alone and wait until it has been reaped."""
+        if self.is_alive:
+            # Also covers a child killed before it made its own session.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.exited), KILL_WAIT_S)
 
     async def _drain_stderr(self) -> None:
         # Step code prints here (fd 1 points at stderr in the child); keep the
@@ -237,6 +255,8 @@ class ChildPool:
         # while a replacement starts. Entries plus running jobs equal ``size``.
         self._idle: deque[asyncio.Future[_Child]] = deque()
         self._children: set[_Child] = set()
+        # Forks every child from one warm template (iscore.runtime.forkserver).
+        self._forks: ForkClient | None = None
         self._started = False
         self._closed = False
 
@@ -256,6 +276,16 @@ class ChildPool:
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="is-step-children-"))
         (self._workdir / "tmp").mkdir(parents=True, exist_ok=True)
+        options = {"limits": self.limits.to_dict(), "preload": self._preload}
+        self._forks = ForkClient(
+            python=self._python,
+            options_json=json.dumps(options),
+            env=child_environment(
+                home=self._workdir, import_paths=self._import_paths, extra=self._extra_env
+            ),
+            cwd=self._workdir,
+        )
+        await self._forks.start()
         self._started = True
         results = await asyncio.gather(
             *(self._spawn() for _ in range(self.size)), return_exceptions=True
@@ -315,6 +345,9 @@ class ChildPool:
         children = list(self._children)
         self._children.clear()
         await asyncio.gather(*(child.kill() for child in children))
+        if self._forks is not None:
+            await self._forks.close()
+            self._forks = None
         if self._owns_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -329,23 +362,16 @@ class ChildPool:
         await self.close()
 
     async def _spawn(self) -> _Child:
-        if self._workdir is None:
-            raise ChildPoolClosedError("The child pool has no workdir; start it before run().")
-        options = {"limits": self.limits.to_dict(), "preload": self._preload}
+        if self._forks is None:
+            raise ChildPoolClosedError("The child pool is not running; start it before run().")
         started_at = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            # -P keeps the writable workdir off sys.path, -s the user site.
-            *(self._python, "-P", "-s", "-m", "iscore.runtime.child", json.dumps(options)),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=child_environment(
-                home=self._workdir, import_paths=self._import_paths, extra=self._extra_env
-            ),
-            cwd=self._workdir,
-            start_new_session=True,
-            limit=_READ_LIMIT_BYTES,
-        )
+        try:
+            process = await self._forks.spawn(limit=_READ_LIMIT_BYTES)
+        except ForkServerError as err:
+            raise ChildStartError(
+                f"No step child could be forked: {err} Check the interpreter and the "
+                "preloaded modules."
+            ) from err
         child = _Child(process)
         self._children.add(child)
         try:
@@ -439,7 +465,18 @@ class ChildPool:
         return _finish(result, child, duration_ms)
 
     async def _settle(self, child: _Child, result: ChildResult) -> None:
-        strays = group_members(child.pid) - {child.pid}
+        self._log_result(child, result)
+        reusable = (
+            result.succeeded
+            and child.is_alive
+            and child.jobs_count < self.tasks_per_child
+            and not self._closed
+        )
+        if not reusable:
+            # Stop the child first: then anything left in its process group
+            # is a stray, and an empty group needs no scan of /proc.
+            await child.stop()
+        strays = _strays(child.pid, alive=reusable)
         if strays:
             log.warning(
                 "child_strays_killed",
@@ -447,15 +484,7 @@ class ChildPool:
                 process_count=len(strays),
                 action="killed the child's process group; the step left processes running",
             )
-        self._log_result(child, result)
-
-        reusable = (
-            result.succeeded
-            and not strays
-            and child.is_alive
-            and child.jobs_count < self.tasks_per_child
-        )
-        if reusable and not self._closed:
+        if reusable and not strays:
             self._idle.append(_resolved(child))
             return
         await self._replace(child)
@@ -593,6 +622,34 @@ def _start_error(child: _Child, frame: dict[str, Any] | None) -> ChildStartError
         f"Step child process {child.pid} failed to start: {reason}; check the interpreter "
         f"and the preloaded modules."
     )
+
+
+def _strays(pid: int, *, alive: bool) -> set[int]:
+    """Processes the step left behind in the group of child ``pid``.
+
+    A stopped child's group holds nothing but strays. For a child that stays
+    in service, reading its own children is enough to refuse reusing it and
+    spares a scan of all of /proc after every job; a stray that detached
+    from it (double fork) is still in its group and dies with that group
+    when the child is retired.
+    """
+    if not alive:
+        return group_members(pid) if _group_exists(pid) else set()
+    children = child_pids(pid)
+    if children is None:
+        return group_members(pid) - {pid}
+    return children
+
+
+def _group_exists(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a member (zombies included)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _resolved(child: _Child) -> asyncio.Future[_Child]:
