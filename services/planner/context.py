@@ -34,12 +34,33 @@ class RunContext:
     tasks: dict[str, StepTaskRecord]
     sources: dict[str, tuple[str, int]] = field(default_factory=dict)
     configuration: dict[str, Any] = field(default_factory=dict)
+    # Step name by task id, built on first use (task ids never change).
+    names: dict[str, str] = field(default_factory=dict)
+    # Step names in ``tasks`` order; those before ``final_prefix`` are final.
+    order: list[str] = field(default_factory=list)
+    final_prefix: int = 0
 
     def by_name(self, name: str) -> StepTaskRecord:
         return self.tasks[name]
 
+    def by_id(self, task_id: str) -> StepTaskRecord:
+        if len(self.names) != len(self.tasks):
+            self.names = {task.task_id: name for name, task in self.tasks.items()}
+        name = self.names.get(task_id)
+        if name is None:
+            raise TaskMissingError(task_id)
+        return self.tasks[name]
+
     def is_finished(self) -> bool:
-        return all(t.state.is_final for t in self.tasks.values())
+        # A final state never changes again, so the scan resumes where the
+        # last one stopped: steps tend to finish in order, which keeps a run
+        # of thousands of steps from rescanning them all after each result.
+        if len(self.order) != len(self.tasks):
+            self.order = list(self.tasks)
+        order = self.order
+        while self.final_prefix < len(order) and self.tasks[order[self.final_prefix]].state.is_final:
+            self.final_prefix += 1
+        return self.final_prefix == len(order)
 
 
 class ReplayTargetMissingError(IscoreError):
@@ -67,9 +88,16 @@ class TaskMissingError(IscoreError):
 
 
 def _tasks_for(run_id: str, plan: RunPlan) -> list[StepTaskRecord]:
+    # Roots are stored already claimed (attempt 1), in the transaction that
+    # creates the run: the claim before publishing costs no write of its
+    # own, and a crash before the publish is recovered like that of any
+    # claimed step (reconcile re-publishes it under the same message id).
+    roots = set(plan.dag.roots())
+    dispatched_at = now()
     tasks = []
     for position, name in enumerate(plan.dag.names):
         entry = plan.steps[name]
+        is_root = name in roots
         tasks.append(
             StepTaskRecord(
                 task_id=str(uuid.uuid4()),
@@ -78,9 +106,10 @@ def _tasks_for(run_id: str, plan: RunPlan) -> list[StepTaskRecord]:
                 file=entry["file"],
                 position=position,
                 state=RunState.PENDING,
-                attempt=0,
+                attempt=1 if is_root else 0,
                 queue=plan.step_queues[name],
                 entry=entry,
+                dispatched_at=dispatched_at if is_root else None,
             )
         )
     return tasks

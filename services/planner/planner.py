@@ -84,7 +84,7 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
 
         with structlog.contextvars.bound_contextvars(run_id=run_id, application=request.application):
             try:
-                run, tasks = await self._plan(run_id, request)
+                run, tasks, prepared = await self._plan(run_id, request)
             except IscoreError as err:
                 run = self._refused_run(run_id, request, err)
                 await self.store.create_run(run, [])
@@ -97,15 +97,21 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
                 return run
             log.info("run_started", step_count=len(tasks), queue=run.queue)
             await self._announce(run_id, RunState.STARTED)
-            ctx = await self._context(run_id)
-            if ctx is not None:
-                for name in ctx.dag.roots():
-                    await self._dispatch(ctx, name)
+            # What was just stored is what _context would read back.
+            ctx = RunContext(
+                run=run,
+                dag=build_dag(prepared.application.steps),
+                tasks={task.name: task for task in tasks},
+                configuration=await self._configuration_values(run),
+            )
+            self._remember(ctx)
+            for name in ctx.dag.roots():
+                await self._dispatch(ctx, name)
             return run
 
     async def _plan(
         self, run_id: str, request: RunRequest
-    ) -> tuple[RunRecord, list[StepTaskRecord]]:
+    ) -> tuple[RunRecord, list[StepTaskRecord], PreparedRun]:
         prepared = await self._prepare(request)
         plan = prepared.plan
         run = RunRecord(
@@ -125,7 +131,7 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
             replay_of=request.replay_of,
             configuration_version=prepared.configuration_version,
         )
-        return run, _tasks_for(run_id, plan)
+        return run, _tasks_for(run_id, plan), prepared
 
     async def _prepare(self, request: RunRequest) -> PreparedRun:
         if request.replay_of is None:
@@ -168,19 +174,22 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
     # Step events --------------------------------------------------------
 
     async def step_started(self, event: StepStarted) -> None:
+        fields: dict[str, Any] = {
+            "state": RunState.STARTED,
+            "started_at": datetime.fromtimestamp(event.started_at, UTC),
+            "worker": event.worker,
+        }
         changed = await self.store.update_step_task(
             event.task_id,
             from_states={RunState.PENDING, RunState.RETRY},
             expected_attempt=event.attempt,
-            state=RunState.STARTED,
-            started_at=datetime.fromtimestamp(event.started_at, UTC),
-            worker=event.worker,
+            **fields,
         )
         if not changed:
             return
         ctx = await self._context(event.run_id)
         if ctx is not None:
-            await self._refresh_task(ctx, event.task_id)
+            self._mirror(ctx, event.task_id, fields)
         await self._announce(event.run_id, RunState.STARTED, task_id=event.task_id)
 
     async def step_finished(self, result: StepResult) -> None:
@@ -188,17 +197,17 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
         state = RunState.SUCCESS if result.succeeded else RunState.FAILURE
         if state is RunState.FAILURE and await self._schedule_retry(result):
             return
+        fields: dict[str, Any] = {
+            "state": state,
+            "result": _result_ref(result),
+            "has_data": result.saved,
+            "error": result.error,
+            "traceback": result.traceback,
+            "finished_at": datetime.fromtimestamp(result.finished_at, UTC),
+            "worker": result.worker,
+        }
         accepted = await self.store.update_step_task(
-            result.task_id,
-            from_states=ACTIVE,
-            expected_attempt=result.attempt,
-            state=state,
-            result=_result_ref(result),
-            has_data=result.saved,
-            error=result.error,
-            traceback=result.traceback,
-            finished_at=datetime.fromtimestamp(result.finished_at, UTC),
-            worker=result.worker,
+            result.task_id, from_states=ACTIVE, expected_attempt=result.attempt, **fields
         )
         if not accepted:
             await self._discard_duplicate(result)
@@ -209,7 +218,7 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
         if ctx is None:
             return
         await record_report_rows(self.store, ctx.run, result)
-        task = await self._refresh_task(ctx, result.task_id)
+        task = self._mirror(ctx, result.task_id, fields)
         duration_ms = int((result.finished_at - result.started_at) * 1000)
         await self._after_final(ctx, task, state, duration_ms=duration_ms)
 
@@ -354,16 +363,13 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
         """Claim step ``name`` (attempt 0 -> 1) and publish its task once."""
         task = ctx.by_name(name)
         if task.attempt == 0:
+            fields: dict[str, Any] = {"attempt": 1, "dispatched_at": now()}
             claimed = await self.store.update_step_task(
-                task.task_id,
-                from_states={RunState.PENDING},
-                expected_attempt=0,
-                attempt=1,
-                dispatched_at=now(),
+                task.task_id, from_states={RunState.PENDING}, expected_attempt=0, **fields
             )
             if not claimed:
                 return
-            task = await self._refresh_task(ctx, task.task_id)
+            task = self._mirror(ctx, task.task_id, fields)
         await self._publish_task(ctx, task)
 
     async def _publish_task(
@@ -437,10 +443,13 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
         tasks = {t.name: t for t in await self.store.list_step_tasks(run_id)}
         ctx = RunContext(run=run, dag=build_dag(application.steps), tasks=tasks)
         ctx.configuration = await self._configuration_values(run)
+        self._remember(ctx)
+        return ctx
+
+    def _remember(self, ctx: RunContext) -> None:
         if len(self._runs) >= RUN_CACHE_SIZE:
             self._runs.pop(next(iter(self._runs)))
-        self._runs[run_id] = ctx
-        return ctx
+        self._runs[ctx.run.run_id] = ctx
 
     async def _configuration_values(self, run: RunRecord) -> dict[str, Any]:
         if not run.configuration:
@@ -452,6 +461,18 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
             return {}
         # Encrypted values stay ciphertext; only the worker decrypts them.
         return to_task_configuration(record.name, record.document)
+
+    def _mirror(self, ctx: RunContext, task_id: str, fields: dict[str, Any]) -> StepTaskRecord:
+        """Apply a compare-and-set that succeeded to the run's copy in memory.
+
+        The planner is the only writer of run state, so after a successful
+        compare-and-set the stored task is the cached one plus ``fields``
+        (a context read after the write holds them already); reading the task
+        back would only cost a store round trip per state change.
+        """
+        task = ctx.by_id(task_id).model_copy(update=fields)
+        ctx.tasks[task.name] = task
+        return task
 
     async def _refresh_task(self, ctx: RunContext, task_id: str) -> StepTaskRecord:
         task = await self.store.get_step_task(task_id)
