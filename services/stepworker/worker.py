@@ -207,7 +207,10 @@ class StepWorker:
         delivered = msg.metadata.num_delivered if msg.metadata else 1
         if delivered > 1:
             log.warning("task_redelivered", delivery_count=delivered, attempt=task.attempt)
-        await self.bus.publish(
+        # The step starts while JetStream stores the started event; the
+        # result is published only once that is stored, so the planner never
+        # sees the result first.
+        started = asyncio.create_task(self.bus.publish(
             subjects.STEP_STARTED,
             StepStarted(
                 task_id=task.task_id,
@@ -216,7 +219,7 @@ class StepWorker:
                 worker=self.settings.worker_name,
                 started_at=started_at,
             ),
-        )
+        ))
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             with tracer.start_as_current_span(
@@ -224,6 +227,7 @@ class StepWorker:
                 attributes={"run_id": task.run_id, "step": task.name, "attempt": task.attempt},
             ):
                 result = await self._execute(task, started_at)
+            await started
             await self.bus.publish(
                 subjects.STEP_RESULT,
                 result,
@@ -231,6 +235,8 @@ class StepWorker:
             )
         finally:
             heartbeat.cancel()
+            if not started.done():
+                started.cancel()
         # Ack-late: only now is the result durable in JetStream.
         await msg.ack()
         log.info(
@@ -255,30 +261,24 @@ class StepWorker:
         except (SecretError, KeyFileError) as err:
             return refused_result(task, err, worker=self.settings.worker_name,
                                   started_at=started_at)
-        workdir = Path(tempfile.mkdtemp(dir=self.scratch, prefix="task-"))
-        try:
-            payload = await self._wire_invocation(task, workdir, revealed.configuration)
-            time_limit = task.time_limit_s or self.settings.task_soft_time_limit_s
-            child = await self.pool.run(
-                EXECUTE_TARGET,
-                payload,
-                time_limit_s=time_limit,
-                grace_s=self.settings.time_limit_grace_s,
-            )
-            child = screen_child(revealed, child)
-            return scrub_result(revealed, await self._to_result(task, child, started_at))
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        payload = await self._wire_invocation(task, revealed.configuration)
+        time_limit = task.time_limit_s or self.settings.task_soft_time_limit_s
+        child = await self.pool.run(
+            EXECUTE_TARGET,
+            payload,
+            time_limit_s=time_limit,
+            grace_s=self.settings.time_limit_grace_s,
+        )
+        child = screen_child(revealed, child)
+        return scrub_result(revealed, await self._to_result(task, child, started_at))
 
-    async def _wire_invocation(
-        self, task: StepTask, workdir: Path, configuration: dict[str, Any]
-    ) -> bytes:
+    async def _wire_invocation(self, task: StepTask, configuration: dict[str, Any]) -> bytes:
         """Build the child's invocation bytes (``iscore.runtime.wire`` format)."""
         inputs = []
         for ref in task.inputs:
             data = None
             if ref.has_data and ref.data is not None:
-                data = await self._input_bytes(ref.data, workdir)
+                data = await self._input_bytes(ref.data)
             inputs.append(
                 {
                     "step_name": ref.step_name,
@@ -306,11 +306,17 @@ class StepWorker:
         )
         return wire
 
-    async def _input_bytes(self, ref: DataRef, workdir: Path) -> bytes:
+    async def _input_bytes(self, ref: DataRef) -> bytes:
         if ref.object is None:
             return ref.inline or b""
-        path = await self.bus.get_data_to_file(ref.object, workdir)
-        return await asyncio.to_thread(path.read_bytes)
+        # A directory only for data that comes through the object store:
+        # most steps take their inputs inline and touch no disk here.
+        workdir = Path(tempfile.mkdtemp(dir=self.scratch, prefix="input-"))
+        try:
+            path = await self.bus.get_data_to_file(ref.object, workdir)
+            return await asyncio.to_thread(path.read_bytes)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     async def _to_result(self, task: StepTask, child: ChildResult, started_at: float) -> StepResult:
         common: dict[str, Any] = {
