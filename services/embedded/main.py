@@ -86,7 +86,11 @@ def main() -> None:
 
     # The manual's encryption_key: made on first start, 0600, in the data dir.
     key_file = prepare_key_file(settings.data_dir)
-    nats = NatsServer(store_dir=settings.data_dir / "nats", port=nats_port)
+    # IS_NATS_SYNC_ALWAYS=1: JetStream fsyncs every write (nats-server's
+    # sync_interval: always) instead of every two minutes.
+    sync_always = os.environ.get("IS_NATS_SYNC_ALWAYS", "").lower() in {"1", "true", "yes"}
+    nats = NatsServer(store_dir=settings.data_dir / "nats", port=nats_port,
+                      sync_always=sync_always)
     nats.start(log_file=logs / "nats-server.log")
     env = _service_env(settings, nats.url, password)
     env[KEY_FILE_ENV] = str(key_file)

@@ -10,6 +10,7 @@ from typing import Any
 import nats
 import pytest
 
+from iscore.settings import Settings, SettingsError
 from tests.integration.conftest import System
 from tests.integration.test_faults import GATED, NOOP, gated_application
 
@@ -297,6 +298,70 @@ async def test_crashing_step_fails_alone_and_the_worker_keeps_serving(
     assert "exited with code 3" in states["boom"]["error"]
     assert states["fine"]["state"] == "SUCCESS"
     assert module_system.processes["worker"].poll() is None
+
+
+PID = """
+import os
+
+from ipaascore.BaseStep import BaseStep
+
+
+class Pid(BaseStep):
+    def __init__(self):
+        pass
+
+    def execute(self):
+        self.save_data_for_next_step(os.getpid())
+"""
+
+
+def pid_chain(name: str, length: int) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = [
+        {"name": f"p{i}", "file": "Pid", "output_to": [f"p{i + 1}"]} for i in range(length - 1)
+    ]
+    steps.append({"name": f"p{length - 1}", "file": "Pid"})
+    return {"name": name, "steps": steps}
+
+
+async def step_pids(system: System, application: str) -> list[int]:
+    doc = await system.wait_for(system.run(application)["id"])
+    assert doc["state"] == "SUCCESS", doc
+    return [system.get(f"/tasks/{s['id']}")["result"]["data"] for s in doc["steps"]]
+
+
+async def test_every_step_attempt_runs_in_a_fresh_process_by_default(
+    module_system: System,
+) -> None:
+    module_system.upload_step("Pid", PID)
+    module_system.upload_application(pid_chain("pids_default", 3))
+
+    pids = await step_pids(module_system, "pids_default")
+
+    assert len(set(pids)) == 3, pids
+
+
+async def test_tasks_per_child_lets_one_process_serve_that_many_attempts(
+    system_factory: Any,
+) -> None:
+    system = system_factory(worker_threads=1)
+    system.extra_env["IS_TASKS_PER_CHILD"] = "3"
+    system.start_all()
+    system.upload_step("Pid", PID)
+    system.upload_application(pid_chain("pids_reused", 4))
+
+    pids = await step_pids(system, "pids_reused")
+
+    assert pids[0] == pids[1] == pids[2], pids
+    assert pids[3] != pids[0], pids
+
+
+def test_tasks_per_child_below_one_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IS_TASKS_PER_CHILD", "0")
+
+    with pytest.raises(SettingsError, match="IS_TASKS_PER_CHILD='0' must be at least 1"):
+        Settings.from_env()
 
 
 async def test_step_environment_holds_none_of_the_service_secrets(

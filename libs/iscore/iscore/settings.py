@@ -45,6 +45,17 @@ def _env_int(name: str, default: int) -> int:
     return int(value)
 
 
+def _tasks_per_child() -> int:
+    value = _env_int("IS_TASKS_PER_CHILD", 1)
+    if value < 1:
+        raise SettingsError(
+            f"Environment variable IS_TASKS_PER_CHILD={os.environ['IS_TASKS_PER_CHILD']!r} "
+            "must be at least 1 (1: a fresh process for every step attempt).",
+            field="IS_TASKS_PER_CHILD",
+        )
+    return value
+
+
 def _queues(raw: str) -> tuple[str, ...]:
     names = tuple(q.strip() for q in raw.split(",") if q.strip())
     return names or (DEFAULT_QUEUE,)
@@ -63,6 +74,9 @@ class Settings:
     user_queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     worker_threads: int = 2
     task_soft_time_limit_s: float = 3600.0
+    # Step attempts one child process serves before it is replaced; 1 keeps
+    # every attempt in a fresh process (Celery: worker_max_tasks_per_child).
+    tasks_per_child: int = 1
     result_expires_s: float = 86400.0
     ack_wait_s: float = 30.0
     shutdown_grace_s: float = 10.0
@@ -87,6 +101,7 @@ class Settings:
             user_queues=_queues(os.environ.get("user_queues", "")),
             worker_threads=max(1, _env_int("worker_threads", 2)),
             task_soft_time_limit_s=_env_float("task_soft_time_limit", 3600.0),
+            tasks_per_child=_tasks_per_child(),
             result_expires_s=_env_float("result_expires", 86400.0),
             ack_wait_s=_env_float("IS_ACK_WAIT", 30.0),
             shutdown_grace_s=_env_float("IS_SHUTDOWN_GRACE", 10.0),
