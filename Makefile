@@ -21,6 +21,11 @@ up: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Ours beside Celery 5 on this machine (Redis on 127.0.0.1:6379); the table
+# goes to bench/results/latest.md. BENCH_ARGS=--quick tries the harness.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff mypy
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,0 +1,1 @@
+"""Benchmarks of the embedded system side by side with Celery (issue 9)."""
