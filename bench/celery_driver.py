@@ -87,8 +87,10 @@ def hand_over(runs: int, size_bytes: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.celery_driver")
-    parser.add_argument("shape", choices=["ready", "flush", "round_trip", "throughput",
-                                          "fan_out", "chain", "hand_over"])
+    parser.add_argument(
+        "shape",
+        choices=["ready", "flush", "round_trip", "throughput", "fan_out", "chain", "hand_over"],
+    )
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--size", type=int, default=0)

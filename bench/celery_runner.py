@@ -25,11 +25,14 @@ def ensure_installed() -> str:
     if not STAMP.exists() or STAMP.read_text().strip() != REQUIREMENT:
         if not PYTHON.exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", REQUIREMENT],
-                       check=True)
+        subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", REQUIREMENT], check=True)
         STAMP.write_text(REQUIREMENT + "\n")
-    done = subprocess.run([str(PYTHON), "-c", "import celery; print(celery.__version__)"],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(PYTHON), "-c", "import celery; print(celery.__version__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return done.stdout.strip()
 
 
@@ -44,8 +47,7 @@ def drive(shape: str, **options: int) -> dict[str, Any]:
     argv = [str(PYTHON), "-m", "bench.celery_driver", shape]
     for name, value in options.items():
         argv += [f"--{name}", str(value)]
-    done = subprocess.run(argv, cwd=REPO, env=_env(), check=True, capture_output=True,
-                          text=True)
+    done = subprocess.run(argv, cwd=REPO, env=_env(), check=True, capture_output=True, text=True)
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
@@ -59,11 +61,20 @@ class CeleryWorker:
 
     def start(self) -> dict[str, Any]:
         drive("flush")
-        argv = [str(VENV / "bin" / "celery"), "-A", "bench.celery_tasks", "worker",
-                "-P", "prefork", "-c", "2", "--loglevel", "WARNING"]
+        argv = [
+            str(VENV / "bin" / "celery"),
+            "-A",
+            "bench.celery_tasks",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "--loglevel",
+            "WARNING",
+        ]
         with self.log_file.open("ab") as sink:
-            self.process = subprocess.Popen(argv, cwd=REPO, env=_env(), stdout=sink,
-                                            stderr=sink)
+            self.process = subprocess.Popen(argv, cwd=REPO, env=_env(), stdout=sink, stderr=sink)
         return drive("ready")
 
     @property

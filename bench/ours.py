@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import msgpack
 import nats
+from iscore.natsserver import free_port
 
 from bench import procs
-from iscore.natsserver import free_port
 
 PASSWORD = "bench-admin-password"
 BIN = Path(sys.executable).parent
@@ -34,8 +34,9 @@ PUBLISH_CONCURRENCY = 256
 class EmbeddedSystem:
     """One ``is-embedded`` launcher with its services, on free ports."""
 
-    def __init__(self, root: Path, *, sync_always: bool = False,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, *, sync_always: bool = False, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.root = root
         self.extra_env = dict(extra_env or {})
         self.data_dir = root / "data"
@@ -53,8 +54,11 @@ class EmbeddedSystem:
         return f"nats://127.0.0.1:{self.nats_port}"
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("IS_") and k not in ("worker_threads", "user_queues")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("IS_") and k not in ("worker_threads", "user_queues")
+        }
         env.update(
             IS_DATA_DIR=str(self.data_dir),
             IS_HTTP_PORT=str(self.http_port),
@@ -75,8 +79,10 @@ class EmbeddedSystem:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise SystemExit(f"is-embedded exited with code {self.process.returncode}; "
-                                 f"see {self.root / 'embedded.log'}.")
+                raise SystemExit(
+                    f"is-embedded exited with code {self.process.returncode}; "
+                    f"see {self.root / 'embedded.log'}."
+                )
             try:
                 if httpx.get(f"{self.api}/health", timeout=1.0).status_code == 200:
                     return
@@ -130,10 +136,16 @@ def chain_application(name: str, length: int) -> dict[str, Any]:
 
 def hand_over_application(name: str, size_bytes: int) -> dict[str, Any]:
     return {
-        "name": name, "friendly_name": name, "version": "1.0",
+        "name": name,
+        "friendly_name": name,
+        "version": "1.0",
         "steps": [
-            {"name": "make", "file": "BenchMakeData", "size_bytes": size_bytes,
-             "output_to": ["take"]},
+            {
+                "name": "make",
+                "file": "BenchMakeData",
+                "size_bytes": size_bytes,
+                "output_to": ["take"],
+            },
             {"name": "take", "file": "BenchTakeData"},
         ],
     }
@@ -174,13 +186,17 @@ class Client:
 
     async def upload_steps(self) -> None:
         for path in sorted(STEPS_DIR.glob("*.py")):
-            reply = await self.http.post("/steps", json={"name": path.stem,
-                                                         "data": path.read_text()})
+            reply = await self.http.post(
+                "/steps", json={"name": path.stem, "data": path.read_text()}
+            )
             reply.raise_for_status()
 
     async def upload_application(self, document: dict[str, Any]) -> None:
-        reply = await self.http.post("/applications", content=json.dumps(document),
-                                     headers={"content-type": "application/json"})
+        reply = await self.http.post(
+            "/applications",
+            content=json.dumps(document),
+            headers={"content-type": "application/json"},
+        )
         reply.raise_for_status()
 
     async def start_nats(self, application: str) -> asyncio.Future[str]:

@@ -74,8 +74,14 @@ def role_of(pid: int) -> str:
     """A short name for a process of either system under test."""
     argv = command_line(pid)
     joined = " ".join(argv)
-    for script in ("is-planner", "is-stepworker", "is-gateway", "is-scheduler",
-                   "is-embedded", "nats-server"):
+    for script in (
+        "is-planner",
+        "is-stepworker",
+        "is-gateway",
+        "is-scheduler",
+        "is-embedded",
+        "nats-server",
+    ):
         if script in joined:
             return script.removeprefix("is-")
     if "celery" in joined:

@@ -95,8 +95,7 @@ def _short(frame: str) -> str:
     return f"{name} ({where.rsplit(':', 1)[0]})"
 
 
-async def profile(system: ours.EmbeddedSystem, shape: str, steps: int, out: Path,
-                  top: int) -> None:
+async def profile(system: ours.EmbeddedSystem, shape: str, steps: int, out: Path, top: int) -> None:
     client = ours.Client(system)
     await client.open()
     try:
@@ -107,9 +106,22 @@ async def profile(system: ours.EmbeddedSystem, shape: str, steps: int, out: Path
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         recorders = {
             role: subprocess.Popen(
-                [spy, "record", "--pid", str(pids[role]), "--rate", "200", "--format", "raw",
-                 "--output", str(out / f"{role}.txt"), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(pids[role]),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out / f"{role}.txt"),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             for role in PROFILED
         }
         before = tree_cpu(system)
@@ -120,10 +132,17 @@ async def profile(system: ours.EmbeddedSystem, shape: str, steps: int, out: Path
             recorder.wait()
     finally:
         await client.close()
-    units = {"runs": steps, "wide": steps, "fan_out": 5 * (FAN_OUT_WIDTH + 1),
-             "chain": 20 * CHAIN_LENGTH, "round_trip": 200}[shape]
-    print(f"{SHAPES[shape]}: {elapsed:.2f} s wall, {units} steps, "
-          f"{1000 * elapsed / units:.2f} ms wall per step")
+    units = {
+        "runs": steps,
+        "wide": steps,
+        "fan_out": 5 * (FAN_OUT_WIDTH + 1),
+        "chain": 20 * CHAIN_LENGTH,
+        "round_trip": 200,
+    }[shape]
+    print(
+        f"{SHAPES[shape]}: {elapsed:.2f} s wall, {units} steps, "
+        f"{1000 * elapsed / units:.2f} ms wall per step"
+    )
     print("CPU per step, by process (ms):")
     for role in sorted(after, key=lambda r: after[r] - before.get(r, 0), reverse=True):
         spent = after[role] - before.get(role, 0)
@@ -141,15 +160,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--sync-always", action="store_true")
-    parser.add_argument("--tasks-per-child", type=int, default=1,
-                        help="IS_TASKS_PER_CHILD of the stepworker (1)")
+    parser.add_argument(
+        "--tasks-per-child", type=int, default=1, help="IS_TASKS_PER_CHILD of the stepworker (1)"
+    )
     parser.add_argument("--out", type=Path, help="keep py-spy's raw stacks here")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="is-profile-"))
     out = args.out or scratch
     out.mkdir(parents=True, exist_ok=True)
-    system = ours.EmbeddedSystem(scratch / "system", sync_always=args.sync_always,
-                                 extra_env={"IS_TASKS_PER_CHILD": str(args.tasks_per_child)})
+    system = ours.EmbeddedSystem(
+        scratch / "system",
+        sync_always=args.sync_always,
+        extra_env={"IS_TASKS_PER_CHILD": str(args.tasks_per_child)},
+    )
     system.start()
     try:
         asyncio.run(profile(system, args.shape, args.steps, out, args.top))

@@ -57,9 +57,11 @@ class Report:
         print(_row(figure), flush=True)
 
     def markdown(self) -> str:
-        lines = ["| shape | metric | ours | Celery | ours / Celery | better | target | met "
-                 "| runs | conditions |",
-                 "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
+        lines = [
+            "| shape | metric | ours | Celery | ours / Celery | better | target | met "
+            "| runs | conditions |",
+            "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
+        ]
         lines += [_row(f) for f in self.figures]
         head = [f"- {key}: {value}" for key, value in self.conditions.items()]
         notes = [f"- {note}" for note in self.notes]
@@ -68,8 +70,11 @@ class Report:
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"# Benchmark results\n\n{self.markdown()}")
-        raw = {"conditions": self.conditions, "notes": self.notes,
-               "figures": [asdict(f) | {"ratio": f.ratio, "met": f.met} for f in self.figures]}
+        raw = {
+            "conditions": self.conditions,
+            "notes": self.notes,
+            "figures": [asdict(f) | {"ratio": f.ratio, "met": f.met} for f in self.figures],
+        }
         path.with_suffix(".json").write_text(_json(raw))
 
 
@@ -90,8 +95,10 @@ def _number(value: float | None) -> str:
 def _row(f: Figure) -> str:
     ratio = "–" if f.ratio is None else f"{f.ratio:.2f}×"
     better = "higher" if f.higher_is_better else "lower"
-    return (f"| {f.shape} | {f.metric} | {_number(f.ours)} | {_number(f.celery)} | {ratio} "
-            f"| {better} | {f.target_text()} | {f.met} | {f.runs} | {f.conditions} |")
+    return (
+        f"| {f.shape} | {f.metric} | {_number(f.ours)} | {_number(f.celery)} | {ratio} "
+        f"| {better} | {f.target_text()} | {f.met} | {f.runs} | {f.conditions} |"
+    )
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -139,8 +146,8 @@ def collect_conditions(*, celery_version: str, nats_server: str, repo: Path) -> 
         "python": sys.version.split()[0],
         "nats-server": nats_server,
         "celery": f"{celery_version} (prefork, concurrency 2, Redis broker and result "
-                  "backend, database 11)",
+        "backend, database 11)",
         "redis": _output(["redis-server", "--version"]),
         "ours": f"is-embedded (SQLite store, 1 stepworker with 2 slots), git {commit}"
-                + (" with uncommitted changes" if dirty not in ("", "?") else ""),
+        + (" with uncommitted changes" if dirty not in ("", "?") else ""),
     }

@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from iscore.natsserver import nats_server_binary
+
 from bench import celery_runner, ours, procs
 from bench.report import Figure, Report, collect_conditions, load_text, median, percentile
-from iscore.natsserver import nats_server_binary
 
 BENCH_DIR = Path(__file__).parent
 MB = 1024 * 1024
@@ -47,8 +48,17 @@ class Counts:
     hand_over_bytes: int = 256 * MB
 
 
-QUICK = Counts(round_trip=30, warmup=5, throughput_steps=500, fan_out_runs=2, chain_runs=2,
-               sync_round_trip=20, sync_dag_runs=1, hand_over_runs=1, hand_over_bytes=32 * MB)
+QUICK = Counts(
+    round_trip=30,
+    warmup=5,
+    throughput_steps=500,
+    fan_out_runs=2,
+    chain_runs=2,
+    sync_round_trip=20,
+    sync_dag_runs=1,
+    hand_over_runs=1,
+    hand_over_bytes=32 * MB,
+)
 FAN_OUT_WIDTH = 100
 # Step attempts per child in the "children reused" variant: like Celery's
 # prefork default, a child serves every task of the measurement.
@@ -95,8 +105,9 @@ class Bench:
         sampler = procs.PeakSampler(worker.pid)
         sampler.start()
         try:
-            figures = celery_runner.drive("hand_over", runs=c.hand_over_runs,
-                                          size=c.hand_over_bytes)
+            figures = celery_runner.drive(
+                "hand_over", runs=c.hand_over_runs, size=c.hand_over_bytes
+            )
         finally:
             sampler.stop()
             worker.stop()
@@ -107,22 +118,28 @@ class Bench:
 
     def ours_shapes(self, *, sync_always: bool, tasks_per_child: int = 1) -> None:
         name = "ours-sync" if sync_always else f"ours-{tasks_per_child}"
-        system = ours.EmbeddedSystem(self.scratch / name, sync_always=sync_always,
-                                     extra_env={"IS_TASKS_PER_CHILD": str(tasks_per_child)})
+        system = ours.EmbeddedSystem(
+            self.scratch / name,
+            sync_always=sync_always,
+            extra_env={"IS_TASKS_PER_CHILD": str(tasks_per_child)},
+        )
         system.start()
         try:
             if sync_always and not system.syncs_always():
                 self.report.notes.append(
                     "sync_interval: always was not measured: this is-embedded has no "
-                    "IS_NATS_SYNC_ALWAYS switch.")
+                    "IS_NATS_SYNC_ALWAYS switch."
+                )
                 return
-            asyncio.run(self._ours_shapes(system, sync_always=sync_always,
-                                          tasks_per_child=tasks_per_child))
+            asyncio.run(
+                self._ours_shapes(system, sync_always=sync_always, tasks_per_child=tasks_per_child)
+            )
         finally:
             system.stop()
 
-    async def _ours_shapes(self, system: ours.EmbeddedSystem, *, sync_always: bool,
-                           tasks_per_child: int) -> None:
+    async def _ours_shapes(
+        self, system: ours.EmbeddedSystem, *, sync_always: bool, tasks_per_child: int
+    ) -> None:
         c = self.counts
         client = ours.Client(system)
         await client.open()
@@ -142,11 +159,22 @@ class Bench:
             dag_runs = None if default else c.sync_dag_runs
             await self._round_trips(client, rt_runs, suffix)
             await self._throughput(client, suffix, sync_always=sync_always)
-            await self._dag(client, "bench_fan_out", dag_runs or c.fan_out_runs, "fan_out",
-                            f"Fan-out {FAN_OUT_WIDTH} + join, per DAG{suffix}",
-                            1.0 if sync_always else 0.15)
-            await self._dag(client, "bench_chain", dag_runs or c.chain_runs, "chain",
-                            f"Chain of {CHAIN_LENGTH}, per chain{suffix}", 1.0)
+            await self._dag(
+                client,
+                "bench_fan_out",
+                dag_runs or c.fan_out_runs,
+                "fan_out",
+                f"Fan-out {FAN_OUT_WIDTH} + join, per DAG{suffix}",
+                1.0 if sync_always else 0.15,
+            )
+            await self._dag(
+                client,
+                "bench_chain",
+                dag_runs or c.chain_runs,
+                "chain",
+                f"Chain of {CHAIN_LENGTH}, per chain{suffix}",
+                1.0,
+            )
         finally:
             await client.close()
 
@@ -154,58 +182,122 @@ class Bench:
         pids = system.service_pids()
         worker = pids["stepworker"]
         conditions = f"after {self.counts.warmup} warm-up runs; {load_text()}"
-        self.report.add(Figure(
-            "Idle PSS, stepworker with its 2 warm slot children (and fork server)", "MB",
-            _tree_pss_kb(worker) / 1024, self.celery["idle_kb"] / 1024, False,
-            "1 reading", conditions + "; Celery: worker with its 2 prefork children"))
-        self.report.add(Figure(
-            "Idle RSS, stepworker process alone", "MB",
-            procs.status_kb(worker, "VmRSS") / 1024, self.celery["idle_main_kb"] / 1024, False,
-            "1 reading", conditions + "; Celery: worker main process"))
-        self.report.add(Figure(
-            "Idle RSS, planner", "MB", procs.status_kb(pids["planner"], "VmRSS") / 1024, None,
-            False, "1 reading", conditions + "; no Celery counterpart"))
+        self.report.add(
+            Figure(
+                "Idle PSS, stepworker with its 2 warm slot children (and fork server)",
+                "MB",
+                _tree_pss_kb(worker) / 1024,
+                self.celery["idle_kb"] / 1024,
+                False,
+                "1 reading",
+                conditions + "; Celery: worker with its 2 prefork children",
+            )
+        )
+        self.report.add(
+            Figure(
+                "Idle RSS, stepworker process alone",
+                "MB",
+                procs.status_kb(worker, "VmRSS") / 1024,
+                self.celery["idle_main_kb"] / 1024,
+                False,
+                "1 reading",
+                conditions + "; Celery: worker main process",
+            )
+        )
+        self.report.add(
+            Figure(
+                "Idle RSS, planner",
+                "MB",
+                procs.status_kb(pids["planner"], "VmRSS") / 1024,
+                None,
+                False,
+                "1 reading",
+                conditions + "; no Celery counterpart",
+            )
+        )
 
     async def _round_trips(self, client: ours.Client, runs: int, suffix: str) -> None:
         c = self.counts
         celery_runs = f"Celery {c.round_trip} runs"
-        for label, call, target in (("publish on NATS", client.run_nats, 1.0),
-                                    ("POST …/run?wait", client.run_http, 2.0)):
+        for label, call, target in (
+            ("publish on NATS", client.run_nats, 1.0),
+            ("POST …/run?wait", client.run_http, 2.0),
+        ):
             samples = await _measure(lambda call=call: call("bench_one"), runs)
             conditions = f"{load_text()}{suffix}"
             shape = f"Round trip, one-step application, {label}{suffix}"
-            self.report.add(Figure(shape, "p50 ms", percentile(samples, 0.5) * 1000,
-                                   self.celery["rt_p50"] * 1000, False,
-                                   f"{runs} runs after {c.warmup} warm-up; {celery_runs}",
-                                   conditions, target))
-            self.report.add(Figure(shape, "p99 ms", percentile(samples, 0.99) * 1000,
-                                   self.celery["rt_p99"] * 1000, False,
-                                   f"{runs} runs; {celery_runs}", conditions))
+            self.report.add(
+                Figure(
+                    shape,
+                    "p50 ms",
+                    percentile(samples, 0.5) * 1000,
+                    self.celery["rt_p50"] * 1000,
+                    False,
+                    f"{runs} runs after {c.warmup} warm-up; {celery_runs}",
+                    conditions,
+                    target,
+                )
+            )
+            self.report.add(
+                Figure(
+                    shape,
+                    "p99 ms",
+                    percentile(samples, 0.99) * 1000,
+                    self.celery["rt_p99"] * 1000,
+                    False,
+                    f"{runs} runs; {celery_runs}",
+                    conditions,
+                )
+            )
 
     async def _throughput(self, client: ours.Client, suffix: str, *, sync_always: bool) -> None:
         steps = self.counts.throughput_steps
         target = 1.0 if sync_always else 3.0
         elapsed = await client.run_nats("bench_fan_out_wide")
-        self.report.add(Figure(
-            f"Throughput, no-op steps, 2 slots: one application of {steps} steps{suffix}",
-            "steps/s", steps / elapsed, self.celery["throughput"], True,
-            f"1 run of {steps} steps; Celery 1 run of {steps} tasks",
-            f"{load_text()}{suffix}", target))
+        self.report.add(
+            Figure(
+                f"Throughput, no-op steps, 2 slots: one application of {steps} steps{suffix}",
+                "steps/s",
+                steps / elapsed,
+                self.celery["throughput"],
+                True,
+                f"1 run of {steps} steps; Celery 1 run of {steps} tasks",
+                f"{load_text()}{suffix}",
+                target,
+            )
+        )
         elapsed = await client.run_many_nats("bench_one", steps)
-        self.report.add(Figure(
-            f"Throughput, no-op steps, 2 slots: {steps} one-step runs{suffix}",
-            "steps/s", steps / elapsed, self.celery["throughput"], True,
-            f"1 run of {steps} runs published at once; Celery 1 run of {steps} tasks",
-            f"{load_text()}{suffix}", target))
+        self.report.add(
+            Figure(
+                f"Throughput, no-op steps, 2 slots: {steps} one-step runs{suffix}",
+                "steps/s",
+                steps / elapsed,
+                self.celery["throughput"],
+                True,
+                f"1 run of {steps} runs published at once; Celery 1 run of {steps} tasks",
+                f"{load_text()}{suffix}",
+                target,
+            )
+        )
 
-    async def _dag(self, client: ours.Client, application: str, runs: int, key: str,
-                   shape: str, target: float) -> None:
+    async def _dag(
+        self, client: ours.Client, application: str, runs: int, key: str, shape: str, target: float
+    ) -> None:
         await client.run_nats(application)
         samples = await _measure(lambda: client.run_nats(application), runs)
-        self.report.add(Figure(shape, "median s", median(samples), self.celery[key], False,
-                               f"{runs} runs after 1 warm-up; Celery "
-                               f"{self.counts.fan_out_runs if key == 'fan_out' else self.counts.chain_runs} runs",
-                               f"{load_text()}", target))
+        self.report.add(
+            Figure(
+                shape,
+                "median s",
+                median(samples),
+                self.celery[key],
+                False,
+                f"{runs} runs after 1 warm-up; Celery "
+                f"{self.counts.fan_out_runs if key == 'fan_out' else self.counts.chain_runs} runs",
+                f"{load_text()}",
+                target,
+            )
+        )
 
     def ours_hand_over(self) -> dict[str, int]:
         system = ours.EmbeddedSystem(self.scratch / "ours-data")
@@ -224,7 +316,8 @@ class Bench:
         try:
             await client.upload_steps()
             await client.upload_application(
-                ours.hand_over_application("bench_hand_over", c.hand_over_bytes))
+                ours.hand_over_application("bench_hand_over", c.hand_over_bytes)
+            )
             sampler.start()
             samples = [await client.run_nats("bench_hand_over") for _ in range(c.hand_over_runs)]
         finally:
@@ -239,9 +332,17 @@ class Bench:
         ours_peaks = self.ours_hand_over()
         size = f"{c.hand_over_bytes // MB} MB"
         runs = f"{c.hand_over_runs} runs each, fresh processes"
-        self.report.add(Figure(f"{size} handed from one step to the next", "median s",
-                               self.celery.pop("ours_hand_over"), self.celery["hand_over"],
-                               False, runs, load_text()))
+        self.report.add(
+            Figure(
+                f"{size} handed from one step to the next",
+                "median s",
+                self.celery.pop("ours_hand_over"),
+                self.celery["hand_over"],
+                False,
+                runs,
+                load_text(),
+            )
+        )
         celery_total = sum(celery_peaks.values()) / 1024
         for role, peak in sorted(ours_peaks.items()):
             counterpart = None
@@ -251,21 +352,35 @@ class Bench:
             elif role == "stepworker child":
                 counterpart = celery_peaks.get("celery child", 0) / 1024
                 note = "largest slot child; Celery: largest prefork child"
-            self.report.add(Figure(f"{size} hand-over, peak RSS of {role}", "MB", peak / 1024,
-                                   counterpart, False, runs, note))
+            self.report.add(
+                Figure(
+                    f"{size} hand-over, peak RSS of {role}",
+                    "MB",
+                    peak / 1024,
+                    counterpart,
+                    False,
+                    runs,
+                    note,
+                )
+            )
         self.report.notes.append(
-            f"{size} hand-over, Celery peaks: " + ", ".join(
-                f"{role} {peak / 1024:.0f} MB" for role, peak in sorted(celery_peaks.items()))
-            + f" (sum {celery_total:.0f} MB; Redis itself is not counted).")
+            f"{size} hand-over, Celery peaks: "
+            + ", ".join(
+                f"{role} {peak / 1024:.0f} MB" for role, peak in sorted(celery_peaks.items())
+            )
+            + f" (sum {celery_total:.0f} MB; Redis itself is not counted)."
+        )
 
 
 async def _upload(client: ours.Client, c: Counts) -> None:
     await client.upload_steps()
     await client.upload_application(ours.fan_out_application("bench_one", 1, join=False))
     await client.upload_application(
-        ours.fan_out_application("bench_fan_out_wide", c.throughput_steps, join=False))
+        ours.fan_out_application("bench_fan_out_wide", c.throughput_steps, join=False)
+    )
     await client.upload_application(
-        ours.fan_out_application("bench_fan_out", FAN_OUT_WIDTH, join=True))
+        ours.fan_out_application("bench_fan_out", FAN_OUT_WIDTH, join=True)
+    )
     await client.upload_application(ours.chain_application("bench_chain", CHAIN_LENGTH))
 
 
@@ -289,8 +404,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, to try the harness")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "latest.md")
-    parser.add_argument("--skip", action="append", default=[],
-                        choices=["sync", "reuse", "hand_over"], help="leave a group of shapes out")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["sync", "reuse", "hand_over"],
+        help="leave a group of shapes out",
+    )
     parser.add_argument("--steps", type=int, help="steps of the throughput shapes (5000)")
     args = parser.parse_args()
     counts = QUICK if args.quick else Counts()
@@ -299,10 +419,14 @@ def main() -> None:
 
     started = time.monotonic()
     celery_version = celery_runner.ensure_installed()
-    nats_version = subprocess.run([nats_server_binary(), "--version"], capture_output=True,
-                                  text=True, check=True).stdout.strip()
-    report = Report(collect_conditions(celery_version=celery_version,
-                                       nats_server=nats_version, repo=BENCH_DIR.parent))
+    nats_version = subprocess.run(
+        [nats_server_binary(), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    report = Report(
+        collect_conditions(
+            celery_version=celery_version, nats_server=nats_version, repo=BENCH_DIR.parent
+        )
+    )
     scratch = Path(tempfile.mkdtemp(prefix="is-bench-"))
     bench = Bench(counts, scratch, report)
     bench.celery_shapes()

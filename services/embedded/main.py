@@ -63,8 +63,10 @@ def _wait_for_gateway(url: str, processes: dict[str, subprocess.Popen[bytes]]) -
     while time.monotonic() < deadline:
         for name, proc in processes.items():
             if proc.poll() is not None:
-                raise SystemExit(f"The {name} service exited with code {proc.returncode}; "
-                                 "see its log in the data directory's logs/ folder.")
+                raise SystemExit(
+                    f"The {name} service exited with code {proc.returncode}; "
+                    "see its log in the data directory's logs/ folder."
+                )
         try:
             if httpx.get(f"{url}/api/v1/health", timeout=1.0).status_code == 200:
                 return
@@ -81,16 +83,16 @@ def main() -> None:
     logs.mkdir(exist_ok=True)
     password = admin_password(settings)
     nats_port = int(os.environ.get("IS_NATS_PORT", DEFAULT_NATS_PORT))
-    extra_queues = [q.strip() for q in os.environ.get("IS_EXTRA_QUEUES", "").split(",")
-                    if q.strip()]
+    extra_queues = [
+        q.strip() for q in os.environ.get("IS_EXTRA_QUEUES", "").split(",") if q.strip()
+    ]
 
     # The manual's encryption_key: made on first start, 0600, in the data dir.
     key_file = prepare_key_file(settings.data_dir)
     # IS_NATS_SYNC_ALWAYS=1: JetStream fsyncs every write (nats-server's
     # sync_interval: always) instead of every two minutes.
     sync_always = os.environ.get("IS_NATS_SYNC_ALWAYS", "").lower() in {"1", "true", "yes"}
-    nats = NatsServer(store_dir=settings.data_dir / "nats", port=nats_port,
-                      sync_always=sync_always)
+    nats = NatsServer(store_dir=settings.data_dir / "nats", port=nats_port, sync_always=sync_always)
     nats.start(log_file=logs / "nats-server.log")
     env = _service_env(settings, nats.url, password)
     env[KEY_FILE_ENV] = str(key_file)
@@ -106,8 +108,9 @@ def main() -> None:
     try:
         for name, argv, extra in _services(extra_queues):
             with (logs / f"{name}.log").open("ab") as sink:
-                processes[name] = subprocess.Popen(argv, env={**env, **extra}, stdout=sink,
-                                                   stderr=sink)
+                processes[name] = subprocess.Popen(
+                    argv, env={**env, **extra}, stdout=sink, stderr=sink
+                )
         url = f"http://{settings.http_host}:{settings.http_port}"
         _wait_for_gateway(url, processes)
         print(f"Integration Service is up at {url}/api/v1  (API docs: {url}/schema)")

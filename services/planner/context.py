@@ -58,7 +58,9 @@ class RunContext:
         if len(self.order) != len(self.tasks):
             self.order = list(self.tasks)
         order = self.order
-        while self.final_prefix < len(order) and self.tasks[order[self.final_prefix]].state.is_final:
+        while (
+            self.final_prefix < len(order) and self.tasks[order[self.final_prefix]].state.is_final
+        ):
             self.final_prefix += 1
         return self.final_prefix == len(order)
 

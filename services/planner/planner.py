@@ -82,7 +82,9 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
             await self.reconcile_run(run_id)
             return existing
 
-        with structlog.contextvars.bound_contextvars(run_id=run_id, application=request.application):
+        with structlog.contextvars.bound_contextvars(
+            run_id=run_id, application=request.application
+        ):
             try:
                 run, tasks, prepared = await self._plan(run_id, request)
             except IscoreError as err:
@@ -308,8 +310,10 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
         )
         current = await self.store.get_step_task(result.task_id)
         kept = current.result if current is not None else None
-        if result.data is not None and result.data.object and (
-            not kept or kept.get("object") != result.data.object
+        if (
+            result.data is not None
+            and result.data.object
+            and (not kept or kept.get("object") != result.data.object)
         ):
             await self.bus.delete_data(result.data.object)
 
@@ -454,9 +458,7 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
     async def _configuration_values(self, run: RunRecord) -> dict[str, Any]:
         if not run.configuration:
             return {}
-        record = await self.store.get_configuration(
-            run.configuration, run.configuration_version
-        )
+        record = await self.store.get_configuration(run.configuration, run.configuration_version)
         if record is None:
             return {}
         # Encrypted values stay ciphertext; only the worker decrypts them.
@@ -491,5 +493,3 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
     ) -> None:
         event = RunEvent(run_id=run_id, state=state.value, step=step, task_id=task_id)
         await self.bus.nc.publish(subjects.run_event_subject(run_id), encode(event))
-
-

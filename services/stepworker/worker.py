@@ -114,8 +114,11 @@ class StepWorker:
         """
         if not self._running:
             return
-        log.info("worker_draining", running_count=len(self._running),
-                 grace_s=self.settings.shutdown_grace_s)
+        log.info(
+            "worker_draining",
+            running_count=len(self._running),
+            grace_s=self.settings.shutdown_grace_s,
+        )
         _, pending = await asyncio.wait(set(self._running), timeout=self.settings.shutdown_grace_s)
         for job in pending:
             job.cancel()
@@ -210,16 +213,18 @@ class StepWorker:
         # The step starts while JetStream stores the started event; the
         # result is published only once that is stored, so the planner never
         # sees the result first.
-        started = asyncio.create_task(self.bus.publish(
-            subjects.STEP_STARTED,
-            StepStarted(
-                task_id=task.task_id,
-                run_id=task.run_id,
-                attempt=task.attempt,
-                worker=self.settings.worker_name,
-                started_at=started_at,
-            ),
-        ))
+        started = asyncio.create_task(
+            self.bus.publish(
+                subjects.STEP_STARTED,
+                StepStarted(
+                    task_id=task.task_id,
+                    run_id=task.run_id,
+                    attempt=task.attempt,
+                    worker=self.settings.worker_name,
+                    started_at=started_at,
+                ),
+            )
+        )
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             with tracer.start_as_current_span(
@@ -237,6 +242,9 @@ class StepWorker:
             heartbeat.cancel()
             if not started.done():
                 started.cancel()
+            elif not started.cancelled():
+                # Retrieved here when the step's own error is what propagates.
+                started.exception()
         # Ack-late: only now is the result durable in JetStream.
         await msg.ack()
         log.info(
@@ -259,8 +267,9 @@ class StepWorker:
         try:
             revealed = reveal_configuration(default_key_source().ring(), task.configuration)
         except (SecretError, KeyFileError) as err:
-            return refused_result(task, err, worker=self.settings.worker_name,
-                                  started_at=started_at)
+            return refused_result(
+                task, err, worker=self.settings.worker_name, started_at=started_at
+            )
         payload = await self._wire_invocation(task, revealed.configuration)
         time_limit = task.time_limit_s or self.settings.task_soft_time_limit_s
         child = await self.pool.run(
@@ -361,4 +370,3 @@ class StepWorker:
         name = f"{task.run_id}/{task.task_id}/{task.attempt}/{uuid.uuid4().hex}"
         size = await self.bus.put_data(name, payload)
         return DataRef(object=name, size_bytes=size)
-

@@ -51,8 +51,11 @@ class Embedded:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [str(BIN / "is-embedded")], env=self.env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            [str(BIN / "is-embedded")],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert self.process.stdout is not None
         # The launcher prints its banner once the gateway answers; readline
@@ -70,8 +73,11 @@ class Embedded:
         return self.process.returncode, rest
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}/api/v1",
-                            auth=("isadmin", PASSWORD), timeout=60)
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.http_port}/api/v1",
+            auth=("isadmin", PASSWORD),
+            timeout=60,
+        )
 
 
 @pytest.fixture
@@ -95,8 +101,10 @@ def test_embedded_system_runs_stops_cleanly_and_finds_everything_after_a_restart
 
     with first.client() as http:
         assert http.post("/steps", json={"name": "Echo", "data": ECHO}).status_code == 200
-        application = {"name": "echo_app", "steps": [{"name": "echo", "file": "Echo",
-                                                      "word": "hello"}]}
+        application = {
+            "name": "echo_app",
+            "steps": [{"name": "echo", "file": "Echo", "word": "hello"}],
+        }
         assert http.post("/applications", json=application).status_code == 200
         run = http.post("/applications/echo_app/run", params={"wait": 30}).json()
     code, said = first.stop()

@@ -223,8 +223,15 @@ class ForkClient:
         try:
             self._process = await asyncio.create_subprocess_exec(
                 # -P keeps the writable workdir off sys.path, -s the user site.
-                *(self._python, "-P", "-s", "-m", "iscore.runtime.forkserver",
-                  str(theirs.fileno()), self._options_json),
+                *(
+                    self._python,
+                    "-P",
+                    "-s",
+                    "-m",
+                    "iscore.runtime.forkserver",
+                    str(theirs.fileno()),
+                    self._options_json,
+                ),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 env=self._env,
@@ -368,4 +375,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
