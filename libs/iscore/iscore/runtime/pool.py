@@ -54,12 +54,17 @@ from iscore.runtime.limits import (
 
 log = structlog.get_logger(__name__)
 
-# Modules a production child imports before it reports ready.
+# Modules a production child imports before it reports ready: the runtime,
+# and the PowerFlow modules every step file imports (found on the first job
+# otherwise, which cost a no-op step twice its CPU).
 DEFAULT_PRELOAD = (
     "iscore.runtime.child_jobs",
     "iscore.runtime.wire",
     "iscore.runtime.execution",
     "iscore.runtime.loader",
+    "ipaascore.BaseStep",
+    "ipaascommon.ipaas_exceptions",
+    "ipaascommon.json_utils",
 )
 
 # How long a new child may take to import its modules and report ready, in s.
