@@ -27,7 +27,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings.nats_url, name=settings.worker_name, result_expires_s=settings.result_expires_s
     )
     bus.publish_retry_s = PUBLISH_RETRY_S
-    pool = ChildPool(size=settings.worker_threads, tasks_per_child=settings.tasks_per_child)
+    pool = ChildPool(
+        size=settings.worker_threads,
+        limits=settings.child_limits,
+        tasks_per_child=settings.tasks_per_child,
+    )
     await pool.start()
     worker = StepWorker(bus, pool, settings)
     try:

@@ -355,6 +355,43 @@ async def test_tasks_per_child_lets_one_process_serve_that_many_attempts(
     assert pids[3] != pids[0], pids
 
 
+HOG = """
+from ipaascore.BaseStep import BaseStep
+
+
+class Hog(BaseStep):
+    def __init__(self):
+        self.new_step_parameter(name="what", required=True)
+
+    def execute(self):
+        if self.get_parameter("what") == "memory":
+            self.save_data_for_next_step(len(bytearray(512 * 1024 * 1024)))
+        while True:  # burn CPU until the kernel says stop
+            pass
+"""
+
+
+async def test_step_limits_from_the_environment_fail_the_step_naming_the_limit(
+    system_factory: Any,
+) -> None:
+    system = system_factory()
+    system.extra_env.update(IS_STEP_MEMORY_MB="256", IS_STEP_CPU_SECONDS="1")
+    system.start_all()
+    system.upload_step("Hog", HOG)
+    system.upload_application({"name": "hogs", "steps": [
+        {"name": "memory", "file": "Hog", "what": "memory"},
+        {"name": "cpu", "file": "Hog", "what": "cpu"},
+    ]})
+
+    doc = await system.wait_for(system.run("hogs")["id"])
+
+    steps = {s["name"]: system.get(f"/tasks/{s['id']}") for s in doc["steps"]}
+    assert steps["memory"]["state"] == "FAILURE"
+    assert steps["memory"]["error"] == "memory limit of 256 MiB exceeded (MemoryError)"
+    assert steps["cpu"]["state"] == "FAILURE"
+    assert steps["cpu"]["error"] == "CPU time limit of 1 s exceeded (SIGXCPU)"
+
+
 def test_tasks_per_child_below_one_is_refused_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -19,6 +19,7 @@ from iscore.runtime.limits import (
     SoftTimeLimitExceeded,
     child_environment,
     describe_bytes,
+    describe_error,
     group_members,
 )
 from iscore.runtime.pool import (
@@ -513,3 +514,14 @@ async def test_inspect_in_sandbox_fails_for_an_init_that_never_returns(
         StepInspectionError, match="line 9 while its metadata was read: SoftTimeLimitExceeded"
     ):
         await inspect_in_sandbox(runtime_pool, source, "Fetch", time_limit_s=0.2)
+
+
+def test_child_errors_are_never_empty_and_name_the_memory_limit() -> None:
+    no_memory_limit = ChildLimits(memory_bytes=None)
+
+    assert describe_error("ValueError", "bad input", ChildLimits()) == "ValueError: bad input"
+    assert describe_error("StopIteration", "", ChildLimits()) == "StopIteration"
+    assert describe_error("MemoryError", "", no_memory_limit) == "MemoryError"
+    assert describe_error("MemoryError", "", ChildLimits(memory_bytes=256 * MiB)) == (
+        "memory limit of 256 MiB exceeded (MemoryError)"
+    )

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iscore.errors import IscoreError
+from iscore.runtime.limits import (
+    DEFAULT_MEMORY_BYTES,
+    DEFAULT_OPEN_FILES,
+    DEFAULT_PROCESSES,
+    ChildLimits,
+)
 from iscore.subjects import DEFAULT_QUEUE
 
 
@@ -29,7 +35,7 @@ def _env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as err:
         raise SettingsError(
-            f"Environment variable {name}={raw!r} is not a number; set it to seconds, "
+            f"Environment variable {name}={raw!r} is not a number; set a number, "
             f"for example {name}={default:g}.",
             field=name,
         ) from err
@@ -56,6 +62,22 @@ def _tasks_per_child() -> int:
     return value
 
 
+def _child_limits() -> ChildLimits:
+    """Step process limits from ``IS_STEP_*``; 0 lifts a limit."""
+
+    def limit(name: str, default: int, scale: int = 1) -> int | None:
+        value = _env_int(name, default)
+        return value * scale if value else None
+
+    mib = 1024 * 1024
+    return ChildLimits(
+        memory_bytes=limit("IS_STEP_MEMORY_MB", DEFAULT_MEMORY_BYTES // mib, mib),
+        cpu_seconds=limit("IS_STEP_CPU_SECONDS", 0),
+        open_files=limit("IS_STEP_OPEN_FILES", DEFAULT_OPEN_FILES),
+        processes=limit("IS_STEP_PROCESSES", DEFAULT_PROCESSES),
+    )
+
+
 def _queues(raw: str) -> tuple[str, ...]:
     names = tuple(q.strip() for q in raw.split(",") if q.strip())
     return names or (DEFAULT_QUEUE,)
@@ -77,6 +99,8 @@ class Settings:
     # Step attempts one child process serves before it is replaced; 1 keeps
     # every attempt in a fresh process (Celery: worker_max_tasks_per_child).
     tasks_per_child: int = 1
+    # Kernel limits of each step process (IS_STEP_MEMORY_MB and friends).
+    child_limits: ChildLimits = field(default_factory=ChildLimits)
     result_expires_s: float = 86400.0
     ack_wait_s: float = 30.0
     shutdown_grace_s: float = 10.0
@@ -102,6 +126,7 @@ class Settings:
             worker_threads=max(1, _env_int("worker_threads", 2)),
             task_soft_time_limit_s=_env_float("task_soft_time_limit", 3600.0),
             tasks_per_child=_tasks_per_child(),
+            child_limits=_child_limits(),
             result_expires_s=_env_float("result_expires", 86400.0),
             ack_wait_s=_env_float("IS_ACK_WAIT", 30.0),
             shutdown_grace_s=_env_float("IS_SHUTDOWN_GRACE", 10.0),

@@ -116,9 +116,12 @@ def apply_limits(limits: ChildLimits) -> None:
             continue
 
         _, hard = resource.getrlimit(which)
+        # CPU time: the kernel sends SIGXCPU at the soft limit and SIGKILL at
+        # the hard one; a second between them lets SIGXCPU name the cause.
+        ceiling = value + 1 if which == resource.RLIMIT_CPU else value
         if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(which, (value, value))
+            value, ceiling = min(value, hard), min(ceiling, hard)
+        resource.setrlimit(which, (value, ceiling))
 
 
 def child_environment(
@@ -176,6 +179,17 @@ def group_members(pgid: int) -> set[int]:
         if fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
             members.add(int(entry.name))
     return members
+
+
+def describe_error(error_type: str, message: str, limits: ChildLimits) -> str:
+    """The error text of an exception raised in a child, naming a limit it hit.
+
+    An exception without a message (``MemoryError()``) is named by its type,
+    so an error is never empty.
+    """
+    if error_type == "MemoryError" and limits.memory_bytes is not None:
+        return f"memory limit of {describe_bytes(limits.memory_bytes)} exceeded (MemoryError)"
+    return f"{error_type}: {message}" if message else error_type
 
 
 def child_pids(pid: int) -> set[int] | None:

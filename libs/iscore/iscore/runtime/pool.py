@@ -47,7 +47,7 @@ from iscore.runtime.limits import (
     ChildLimits,
     child_environment,
     child_pids,
-    describe_bytes,
+    describe_error,
     group_members,
     kill_process_group,
 )
@@ -558,9 +558,7 @@ def _answer_result(frame: dict[str, Any], limits: ChildLimits) -> ChildResult:
         return ChildResult(status="ok", output=frame["done"])
 
     error = frame["error"]
-    detail = f"{error['type']}: {error['message']}"
-    if error["type"] == "MemoryError" and limits.memory_bytes is not None:
-        detail = f"memory limit of {describe_bytes(limits.memory_bytes)} exceeded (MemoryError)"
+    detail = describe_error(error["type"], error["message"], limits)
     return ChildResult(
         status="error", detail=detail, error_type=error["type"], traceback=error["traceback"]
     )
