@@ -226,29 +226,24 @@ class Bench:
             samples = await _measure(lambda call=call: call("bench_one"), runs)
             conditions = f"{load_text()}{suffix}"
             shape = f"Round trip, one-step application, {label}{suffix}"
-            self.report.add(
-                Figure(
-                    shape,
-                    "p50 ms",
-                    percentile(samples, 0.5) * 1000,
-                    self.celery["rt_p50"] * 1000,
-                    False,
-                    f"{runs} runs after {c.warmup} warm-up; {celery_runs}",
-                    conditions,
-                    target,
-                )
+            quantiles = (
+                ("p50 ms", 0.5, f"{runs} runs after {c.warmup} warm-up; {celery_runs}", target),
+                ("p99 ms", 0.99, f"{runs} runs; {celery_runs}", None),
             )
-            self.report.add(
-                Figure(
-                    shape,
-                    "p99 ms",
-                    percentile(samples, 0.99) * 1000,
-                    self.celery["rt_p99"] * 1000,
-                    False,
-                    f"{runs} runs; {celery_runs}",
-                    conditions,
+            for metric, quantile, run_count, goal in quantiles:
+                celery_ms = self.celery[f"rt_p{round(quantile * 100)}"] * 1000
+                self.report.add(
+                    Figure(
+                        shape,
+                        metric,
+                        percentile(samples, quantile) * 1000,
+                        celery_ms,
+                        False,
+                        run_count,
+                        conditions,
+                        goal,
+                    )
                 )
-            )
 
     async def _throughput(self, client: ours.Client, suffix: str, *, sync_always: bool) -> None:
         steps = self.counts.throughput_steps
