@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -347,6 +348,20 @@ async def test_steps_die_with_a_killed_worker_process(tmp_path: Path) -> None:
     assert not is_running(child)
     assert not is_running(sleeper)
     assert group_members(child) == set()
+
+
+async def test_pool_serves_on_after_its_fork_server_is_killed(pool: ChildPool) -> None:
+    await assert_pool_still_serves(pool)
+    # Reached through the pool's private parts: there is no public handle on
+    # the fork server, and no other way to kill it like the OOM killer would.
+    server = pool._forks._process  # type: ignore[union-attr]
+    assert server is not None
+
+    os.kill(server.pid, signal.SIGKILL)
+    await server.wait()
+
+    results = [await run(pool, "echo", b"again") for _ in range(3)]
+    assert [r.status for r in results] == ["ok", "ok", "ok"]
 
 
 async def start_waiting_job(pool: ChildPool) -> asyncio.Future[Any]:

@@ -56,6 +56,10 @@ class ForkServerError(IscoreError):
     code = "fork_server_failed"
 
 
+class ForkServerExitedError(ForkServerError):
+    """The fork server went away while a request was made or waited."""
+
+
 # Server side --------------------------------------------------------------
 
 
@@ -213,6 +217,8 @@ class ForkClient:
         self._reader: asyncio.Task[None] | None = None
         self._forks: deque[asyncio.Future[int]] = deque()
         self._exits: dict[int, asyncio.Future[int]] = {}
+        # Held while the server is replaced, so concurrent requests start one.
+        self._restarting = asyncio.Lock()
 
     @property
     def is_running(self) -> bool:
@@ -249,11 +255,23 @@ class ForkClient:
         self._reader = asyncio.create_task(self._read_records())
 
     async def spawn(self, *, limit: int) -> ForkedProcess:
-        """Fork a new child and connect its pipes; raises ``ForkServerError``."""
-        if self._sock is None or not self.is_running:
-            await self.close()
-            await self.start()
-        if self._sock is None:
+        """Fork a new child and connect its pipes; raises ``ForkServerError``.
+
+        A server that died (killed, out of memory) is started again, also
+        when it dies while a request waits: that request is made once more.
+        """
+        try:
+            return await self._spawn_once(limit)
+        except ForkServerExitedError:
+            return await self._spawn_once(limit)
+
+    async def _spawn_once(self, limit: int) -> ForkedProcess:
+        async with self._restarting:
+            if self._sock is None or not self.is_running:
+                await self.close()
+                await self.start()
+        sock = self._sock
+        if sock is None:
             raise ForkServerError("The fork server is not running.")
 
         stdin_read, stdin_write = os.pipe()
@@ -262,12 +280,18 @@ class ForkClient:
         forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forks.append(forked)
         try:
-            socket.send_fds(self._sock, [FORK_REQUEST], [stdin_read, stdout_write, stderr_write])
+            socket.send_fds(sock, [FORK_REQUEST], [stdin_read, stdout_write, stderr_write])
         except OSError as err:
             self._forks.remove(forked)
             for fd in (stdin_write, stdout_read, stderr_read):
                 os.close(fd)
-            raise ForkServerError(f"The fork server refused a request ({err}).") from err
+            # The server is gone even if its end of the socket has not been
+            # read to EOF yet: forget it (unless another request already
+            # replaced it), so the next request starts a new one.
+            async with self._restarting:
+                if self._sock is sock:
+                    await self.close()
+            raise ForkServerExitedError(f"The fork server refused a request ({err}).") from err
         finally:
             for fd in (stdin_read, stdout_write, stderr_write):
                 os.close(fd)
@@ -337,7 +361,7 @@ class ForkClient:
         # reports: kill them so every waiting job sees a crash.
         for forked in self._forks:
             if not forked.done():
-                forked.set_exception(ForkServerError("The fork server exited."))
+                forked.set_exception(ForkServerExitedError("The fork server exited."))
         self._forks.clear()
         for pid, exited in self._exits.items():
             with contextlib.suppress(ProcessLookupError, PermissionError):
