@@ -17,7 +17,9 @@ from iscore.stores import open_store
 from litestar import Litestar, Request, Response, Router, get
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
+from litestar.static_files import create_static_files_router
 from opentelemetry import trace
+from swagger_ui_bundle import swagger_ui_path
 
 from services.gateway import (
     applications,
@@ -38,7 +40,7 @@ from services.gateway.errors import (
     on_unexpected_error,
 )
 from services.gateway.jsonbody import MAX_BODY_BYTES
-from services.gateway.openapi import SCHEMA_PATH, complete_schema, openapi_config
+from services.gateway.openapi import ASSETS_PATH, SCHEMA_PATH, complete_schema, openapi_config
 from services.gateway.users import ensure_admin
 
 log = structlog.get_logger(__name__)
@@ -119,8 +121,16 @@ def create_app(settings: Settings, admin_password: str) -> Litestar:
         route_handlers=[health, *(h for module in ROUTE_MODULES for h in module.ROUTES)],
         guards=[require_role],
     )
+    # Swagger UI's files hold nothing private; the docs page loads them
+    # before it has asked for credentials.
+    assets = create_static_files_router(
+        path=ASSETS_PATH,
+        directories=[swagger_ui_path],
+        include_in_schema=False,
+        opt={"exclude_from_auth": True},
+    )
     return Litestar(
-        route_handlers=[api],
+        route_handlers=[api, assets],
         lifespan=[lifespan],
         middleware=[
             _trace_requests,

@@ -21,6 +21,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from services.gateway.auth import ROUTE_ROLES, route_key
 
 SCHEMA_PATH = "/schema"
+# Swagger UI's scripts and styles (swagger-ui-bundle), served without login.
+ASSETS_PATH = f"{SCHEMA_PATH}/assets"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_SCHEMA: dict[str, Any] = {
@@ -163,7 +165,15 @@ def openapi_config() -> OpenAPIConfig:
         path=SCHEMA_PATH,
         use_handler_docstrings=True,
         render_plugins=[
-            SwaggerRenderPlugin(path=["/", "/swagger"]),
+            # Swagger UI from this package's own copy, not a CDN: the docs
+            # work on machines without internet access.
+            SwaggerRenderPlugin(
+                path=["/", "/swagger"],
+                js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+                css_url=f"{ASSETS_PATH}/swagger-ui.css",
+                standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' href='{ASSETS_PATH}/favicon-32x32.png'>",
+            ),
             RedocRenderPlugin(path="/redoc"),
             JsonRenderPlugin(path="/openapi.json"),
         ],
