@@ -27,6 +27,7 @@ SHAPES = {
     "fan_out": f"fan-out {FAN_OUT_WIDTH} + join, 5 runs",
     "chain": f"chain of {CHAIN_LENGTH}, 20 runs",
     "round_trip": "200 one-step round trips over NATS",
+    "http_round_trip": "200 one-step round trips over POST …/run?wait",
 }
 PROFILED = ("planner", "stepworker", "gateway")
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -61,6 +62,8 @@ async def run_shape(client: ours.Client, shape: str, steps: int) -> float:
         return sum([await client.run_nats("bench_fan_out") for _ in range(5)])
     if shape == "chain":
         return sum([await client.run_nats("bench_chain") for _ in range(20)])
+    if shape == "http_round_trip":
+        return sum([await client.run_http("bench_one") for _ in range(200)])
     return sum([await client.run_nats("bench_one") for _ in range(200)])
 
 
@@ -138,6 +141,7 @@ async def profile(system: ours.EmbeddedSystem, shape: str, steps: int, out: Path
         "fan_out": 5 * (FAN_OUT_WIDTH + 1),
         "chain": 20 * CHAIN_LENGTH,
         "round_trip": 200,
+        "http_round_trip": 200,
     }[shape]
     print(
         f"{SHAPES[shape]}: {elapsed:.2f} s wall, {units} steps, "
