@@ -100,13 +100,7 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
             log.info("run_started", step_count=len(tasks), queue=run.queue)
             await self._announce(run_id, RunState.STARTED)
             # What was just stored is what _context would read back.
-            ctx = RunContext(
-                run=run,
-                dag=build_dag(prepared.application.steps),
-                tasks={task.name: task for task in tasks},
-                configuration=await self._configuration_values(run),
-            )
-            self._remember(ctx)
+            ctx = await self._open_context(run, prepared.application, tasks)
             for name in ctx.dag.roots():
                 await self._dispatch(ctx, name)
             return run
@@ -444,16 +438,23 @@ class Planner(TriggerSteps, Revocation, Reconciliation):
         if record is None:
             return None
         application = Application.from_document(record.document)
-        tasks = {t.name: t for t in await self.store.list_step_tasks(run_id)}
-        ctx = RunContext(run=run, dag=build_dag(application.steps), tasks=tasks)
-        ctx.configuration = await self._configuration_values(run)
-        self._remember(ctx)
-        return ctx
+        tasks = await self.store.list_step_tasks(run_id)
+        return await self._open_context(run, application, tasks)
 
-    def _remember(self, ctx: RunContext) -> None:
+    async def _open_context(
+        self, run: RunRecord, application: Application, tasks: list[StepTaskRecord]
+    ) -> RunContext:
+        """Build a run's context from its records and keep it in the cache."""
+        ctx = RunContext(
+            run=run,
+            dag=build_dag(application.steps),
+            tasks={task.name: task for task in tasks},
+            configuration=await self._configuration_values(run),
+        )
         if len(self._runs) >= RUN_CACHE_SIZE:
             self._runs.pop(next(iter(self._runs)))
-        self._runs[ctx.run.run_id] = ctx
+        self._runs[run.run_id] = ctx
+        return ctx
 
     async def _configuration_values(self, run: RunRecord) -> dict[str, Any]:
         if not run.configuration:
