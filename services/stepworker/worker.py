@@ -41,7 +41,7 @@ from iscore.messages import (
     decode,
 )
 from iscore.outcome_effects import apply_outcome_effects
-from iscore.runtime.limits import describe_error
+from iscore.runtime.limits import memory_limit_error
 from iscore.runtime.pool import ChildPool, ChildResult
 from iscore.runtime.wire import outcome_header_and_data
 from iscore.secrets import (
@@ -348,15 +348,11 @@ class StepWorker:
             )
 
         header, data = outcome_header_and_data(child.output)
-        error_type = header.get("error_type")
-        if error_type is not None:
-            # The step raised: what it said, or which of its limits it hit.
-            message = header.get("error") or ""
-            header["error"] = (
-                describe_error(error_type, "", self.pool.limits)
-                if error_type == "MemoryError" or not message
-                else message
-            )
+        if header.get("error_type") == "MemoryError" and (
+            named := memory_limit_error(self.pool.limits)
+        ):
+            # Almost always the step's memory limit: say which.
+            header["error"] = named
         logs = header.get("logs") or []
         ref = await self._store_output(task, data) if header.get("saved") else None
         return StepResult(

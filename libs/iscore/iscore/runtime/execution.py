@@ -84,7 +84,8 @@ def _failed(context: StepContext, err: BaseException) -> StepAttempt:
         saved=False,
         logs=context.logs,
         error_type=type(err).__name__,
-        error=str(err),
+        # Never empty: an exception without a message (MemoryError()) is named.
+        error=str(err) or type(err).__name__,
         traceback=_format_traceback(err),
     )
     return StepAttempt(outcome=outcome, exception=err)

@@ -187,9 +187,16 @@ def describe_error(error_type: str, message: str, limits: ChildLimits) -> str:
     An exception without a message (``MemoryError()``) is named by its type,
     so an error is never empty.
     """
-    if error_type == "MemoryError" and limits.memory_bytes is not None:
-        return f"memory limit of {describe_bytes(limits.memory_bytes)} exceeded (MemoryError)"
+    if error_type == "MemoryError" and (named := memory_limit_error(limits)):
+        return named
     return f"{error_type}: {message}" if message else error_type
+
+
+def memory_limit_error(limits: ChildLimits) -> str | None:
+    """What a ``MemoryError`` in a child means under ``limits``, if it has one."""
+    if limits.memory_bytes is None:
+        return None
+    return f"memory limit of {describe_bytes(limits.memory_bytes)} exceeded (MemoryError)"
 
 
 def child_pids(pid: int) -> set[int] | None:
