@@ -23,7 +23,8 @@ from bench import procs
 PASSWORD = "bench-admin-password"
 BIN = Path(sys.executable).parent
 STEPS_DIR = Path(__file__).parent / "steps"
-READY_TIMEOUT_S = 90.0
+# How is-embedded's banner ends, printed once everything answers.
+READY_LINE = "Press Ctrl-C to stop."
 # Longest wait for one measured unit of work, in s.
 RUN_TIMEOUT_S = 900.0
 FINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
@@ -34,16 +35,13 @@ PUBLISH_CONCURRENCY = 256
 class EmbeddedSystem:
     """One ``is-embedded`` launcher with its services, on free ports."""
 
-    def __init__(
-        self, root: Path, *, sync_always: bool = False, extra_env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, root: Path, *, env: dict[str, str] | None = None) -> None:
         self.root = root
-        self.extra_env = dict(extra_env or {})
+        self.env = dict(env or {})
         self.data_dir = root / "data"
         self.http_port = free_port()
         self.nats_port = free_port()
-        self.sync_always = sync_always
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[str] | None = None
 
     @property
     def api(self) -> str:
@@ -54,6 +52,7 @@ class EmbeddedSystem:
         return f"nats://127.0.0.1:{self.nats_port}"
 
     def start(self) -> None:
+        """Start the launcher and return once it says it is up."""
         env = {
             k: v
             for k, v in os.environ.items()
@@ -64,42 +63,32 @@ class EmbeddedSystem:
             IS_HTTP_PORT=str(self.http_port),
             IS_NATS_PORT=str(self.nats_port),
             IS_ADMIN_PASSWORD=PASSWORD,
+            **self.env,
         )
-        if self.sync_always:
-            env["IS_NATS_SYNC_ALWAYS"] = "1"
-        env.update(self.extra_env)
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / "embedded.log").open("ab") as sink:
+        log = self.root / "embedded.log"
+        with log.open("a") as sink:
             self.process = subprocess.Popen(
-                [str(BIN / "is-embedded")], env=env, stdout=sink, stderr=sink
+                [str(BIN / "is-embedded")], env=env, stdout=subprocess.PIPE, stderr=sink, text=True
             )
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise SystemExit(
-                    f"is-embedded exited with code {self.process.returncode}; "
-                    f"see {self.root / 'embedded.log'}."
-                )
-            try:
-                if httpx.get(f"{self.api}/health", timeout=1.0).status_code == 200:
+            assert self.process.stdout is not None
+            # The launcher prints its banner once the gateway answers, and
+            # exits (ending the pipe) if a service does not come up.
+            for line in self.process.stdout:
+                sink.write(line)
+                if line.startswith(READY_LINE):
                     return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit(f"The gateway did not become healthy within {READY_TIMEOUT_S:.0f} s.")
+        raise SystemExit(f"is-embedded exited with code {self.process.wait()}; see {log}.")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGINT)
         try:
-            self.process.wait(timeout=60)
+            self.process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            self.process.communicate()
 
     def service_pids(self) -> dict[str, int]:
         """Role -> pid of the launcher's direct children (services, nats-server)."""
@@ -107,12 +96,18 @@ class EmbeddedSystem:
             return {}
         return {procs.role_of(pid): pid for pid in procs.children(self.process.pid)}
 
-    def nats_config(self) -> str:
-        path = self.data_dir / "nats" / "nats-server.conf"
-        return path.read_text() if path.exists() else ""
-
     def syncs_always(self) -> bool:
-        return "sync_interval: always" in self.nats_config()
+        """Whether the embedded nats-server runs with ``sync_interval: always``."""
+        path = self.data_dir / "nats" / "nats-server.conf"
+        return path.exists() and "sync_interval: always" in path.read_text()
+
+
+def system_env(*, sync_always: bool = False, tasks_per_child: int = 1) -> dict[str, str]:
+    """The settings of one measured variant of the embedded system."""
+    env = {"IS_TASKS_PER_CHILD": str(tasks_per_child)}
+    if sync_always:
+        env["IS_NATS_SYNC_ALWAYS"] = "1"
+    return env
 
 
 def fan_out_application(name: str, width: int, *, join: bool) -> dict[str, Any]:

@@ -174,8 +174,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     system = ours.EmbeddedSystem(
         scratch / "system",
-        sync_always=args.sync_always,
-        extra_env={"IS_TASKS_PER_CHILD": str(args.tasks_per_child)},
+        env=ours.system_env(sync_always=args.sync_always, tasks_per_child=args.tasks_per_child),
     )
     system.start()
     try:
